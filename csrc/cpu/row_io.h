@@ -1,0 +1,168 @@
+// Moving rows between tensors (any dtype, any strides) and the compute-type row buffers of
+// row_kernels.h. Converting here is what lets the hot loops see only float or double.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+#include "cpu/row_kernels.h"
+
+namespace lgf {
+namespace cpu {
+
+constexpr int64_t kLanes = 8;  // row buffers are padded to multiples of the widest SIMD vector
+
+inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+// Compute type: double for double tensors, float otherwise.
+template <typename scalar_t>
+using acc_t = std::conditional_t<std::is_same<scalar_t, double>::value, double, float>;
+
+template <typename T>
+const RowKernels<T>& row_kernels();
+template <>
+inline const RowKernels<float>& row_kernels<float>() { return row_kernels_float(); }
+template <>
+inline const RowKernels<double>& row_kernels<double>() { return row_kernels_double(); }
+
+// dst[w * dst_step] = src[w * stride] for w < W, converted to T.
+template <typename T, typename scalar_t>
+inline void gather(const scalar_t* src, int64_t stride, int64_t W, T* dst, int64_t dst_step) {
+  if (stride == 1 && dst_step == 1) {
+    for (int64_t w = 0; w < W; ++w) dst[w] = static_cast<T>(src[w]);
+  } else {
+    for (int64_t w = 0; w < W; ++w) dst[w * dst_step] = static_cast<T>(src[w * stride]);
+  }
+}
+
+template <typename T, typename scalar_t>
+inline void scatter(const T* src, int64_t src_step, int64_t W, scalar_t* dst, int64_t stride) {
+  for (int64_t w = 0; w < W; ++w) dst[w * stride] = static_cast<scalar_t>(src[w * src_step]);
+}
+
+// A 2-D strided view of one (n, c) plane or of one n (NHWC blocks index channels too).
+template <typename scalar_t>
+struct Strided4 {
+  scalar_t* data;
+  int64_t sN, sC, sH, sW;
+  scalar_t* at(int64_t n, int64_t c, int64_t h, int64_t w) const {
+    return data + n * sN + c * sC + h * sH + w * sW;
+  }
+};
+
+template <typename scalar_t>
+Strided4<scalar_t> strided4(const at::Tensor& t) {
+  return {const_cast<scalar_t*>(t.const_data_ptr<scalar_t>()), t.stride(0), t.stride(1), t.stride(2), t.stride(3)};
+}
+
+// NCHW: padded row of plane (n, c), or zeros when h is outside [0, H). Pads stay zero because
+// only elements [1, W] are ever written.
+template <typename T, typename scalar_t>
+inline void load_plane_row(const Strided4<scalar_t>& x, int64_t n, int64_t c, int64_t h, int64_t H, int64_t W,
+                           T* dst) {
+  if (h < 0 || h >= H) {
+    std::fill(dst + 1, dst + 1 + W, T(0));
+  } else {
+    gather(x.at(n, c, h, 0), x.sW, W, dst + 1, 1);
+  }
+}
+
+// NHWC: padded row (n, h) of channels [c0, c0 + cb) into a (W + 2) x Cp buffer. Channels
+// [cb, Cp) and pixels -1, W stay zero (never written).
+template <typename T, typename scalar_t>
+inline void load_block_row(const Strided4<scalar_t>& x, int64_t n, int64_t c0, int64_t cb, int64_t Cp, int64_t h,
+                           int64_t H, int64_t W, T* dst) {
+  T* row = dst + Cp;
+  if (h < 0 || h >= H) {
+    for (int64_t w = 0; w < W; ++w) std::fill(row + w * Cp, row + w * Cp + cb, T(0));
+    return;
+  }
+  for (int64_t w = 0; w < W; ++w) gather(x.at(n, c0, h, w), x.sC, cb, row + w * Cp, 1);
+}
+
+// Unpadded NHWC row (W x Cp) of channels [c0, c0 + cb); channels beyond cb stay zero.
+template <typename T, typename scalar_t>
+inline void load_block_row_unpadded(const Strided4<scalar_t>& x, int64_t n, int64_t c0, int64_t cb, int64_t Cp,
+                                    int64_t h, int64_t W, T* dst) {
+  for (int64_t w = 0; w < W; ++w) gather(x.at(n, c0, h, w), x.sC, cb, dst + w * Cp, 1);
+}
+
+template <typename T, typename scalar_t>
+inline void store_block_row(const T* src, int64_t cb, int64_t Cp, const Strided4<scalar_t>& y, int64_t n,
+                            int64_t c0, int64_t h, int64_t W) {
+  for (int64_t w = 0; w < W; ++w) scatter(src + w * Cp, 1, cb, y.at(n, c0, h, w), y.sC);
+}
+
+// Per-channel parameters in the compute type, gathered once per call.
+template <typename T>
+struct ChannelParams {
+  const T* w;      // (C, 9)
+  const T* bias;   // (C)
+  const T* gate;   // (6, C)
+  const T* gamma;  // (C)
+  const T* g;      // (N, C)
+  int64_t C;
+
+  PlaneCoef<T> plane(int64_t n, int64_t c) const {
+    PlaneCoef<T> p;
+    for (int k = 0; k < 9; ++k) {
+      p.w[k] = w[c * 9 + k];
+      p.w_rot[k] = w[c * 9 + 8 - k];
+    }
+    p.bias = bias[c];
+    p.k = make_gate_coef(gate[c], gate[C + c], gate[2 * C + c], gate[3 * C + c], gate[4 * C + c], gate[5 * C + c],
+                         gamma[c], g[n * C + c]);
+    return p;
+  }
+};
+
+// The arrays behind a BlockCoef for channels [c0, c0 + cb) of sample n, zero beyond cb.
+template <typename T>
+struct BlockCoefStorage {
+  std::vector<T> data;
+  BlockCoef<T> coef;
+
+  BlockCoefStorage(const ChannelParams<T>& P, int64_t n, int64_t c0, int64_t cb, int64_t Cp)
+      : data(static_cast<size_t>(Cp) * 25, T(0)) {
+    T* w = data.data();
+    T* w_rot = w + 9 * Cp;
+    T* rest = w + 18 * Cp;  // bias, a_l, kl, a_g, kg, gamma, g
+    for (int64_t cc = 0; cc < cb; ++cc) {
+      const PlaneCoef<T> p = P.plane(n, c0 + cc);
+      for (int k = 0; k < 9; ++k) {
+        w[k * Cp + cc] = p.w[k];
+        w_rot[k * Cp + cc] = p.w_rot[k];
+      }
+      const T vals[7] = {p.bias, p.k.a_l, p.k.kl, p.k.a_g, p.k.kg, p.k.gamma, p.k.g};
+      for (int s = 0; s < 7; ++s) rest[s * Cp + cc] = vals[s];
+    }
+    coef = BlockCoef<T>{w, w_rot, rest, rest + Cp, rest + 2 * Cp, rest + 3 * Cp, rest + 4 * Cp, rest + 5 * Cp,
+                        rest + 6 * Cp};
+  }
+};
+
+// The small parameter tensors converted once to the compute dtype and made contiguous.
+struct ParamTensors {
+  at::Tensor w, bias, gate, gamma, g;
+  ParamTensors(const at::Tensor& weight, const at::Tensor& bias_, const at::Tensor& g_, const at::Tensor& gate_,
+               const at::Tensor& gamma_, at::ScalarType acc)
+      : w(weight.to(acc).contiguous()),
+        bias(bias_.to(acc).contiguous()),
+        gate(gate_.to(acc).contiguous()),
+        gamma(gamma_.to(acc).contiguous()),
+        g(g_.to(acc).contiguous()) {}
+  template <typename T>
+  ChannelParams<T> view() const {
+    return {w.const_data_ptr<T>(), bias.const_data_ptr<T>(), gate.const_data_ptr<T>(), gamma.const_data_ptr<T>(),
+            g.const_data_ptr<T>(), bias.size(0)};
+  }
+};
+
+}  // namespace cpu
+}  // namespace lgf

@@ -1,0 +1,76 @@
+// Row kernels of the CPU implementation: the hot loops, on fp32 (or fp64) row buffers.
+//
+// The op wrappers (fused_forward_cpu.cpp, fused_backward_cpu.cpp) load rows of x / dy into
+// zero-padded buffers in the compute type T, call these kernels, and store the results.
+// Two tables exist for float: a portable one and an AVX2+FMA one (picked at run time);
+// double always uses the portable one.
+//
+// Buffer layouts
+//   NCHW (one (n, c) plane at a time): a padded row holds Wp + 2 values, Wp = W rounded up to 8;
+//     element [1 + w] is column w, elements [0] and [W + 1, Wp + 1] are zero. Unpadded rows
+//     (y, dy, dx) hold Wp values; dy must be zero beyond W.
+//   NHWC (one (n, h) row of a block of Cp channels, Cp a multiple of 8): a padded row holds
+//     (W + 2) * Cp values, pixel w at [(1 + w) * Cp]; pixels -1 and W and channels beyond the
+//     block's real channels are zero. Unpadded rows hold W * Cp values.
+// Rows r0, r1, r2 are the input rows h-1, h, h+1 (all-zero outside the image).
+#pragma once
+
+#include <cstdint>
+
+#include "lgf_math.h"
+
+namespace lgf {
+namespace cpu {
+
+// Per-channel constants of the NCHW kernels: one (n, c) plane.
+template <typename T>
+struct PlaneCoef {
+  T w[9];      // depthwise filter, row-major (i * 3 + j)
+  T w_rot[9];  // the same filter rotated 180 degrees (dx is a convolution of dl with it)
+  T bias;
+  GateCoef<T> k;
+};
+
+// Per-channel constants of the NHWC kernels: arrays over a block of Cp channels.
+template <typename T>
+struct BlockCoef {
+  const T* w;      // [9][Cp]
+  const T* w_rot;  // [9][Cp]
+  const T* bias;   // [Cp]
+  const T* a_l;    // [Cp] each, see GateCoef
+  const T* kl;
+  const T* a_g;
+  const T* kg;
+  const T* gamma;
+  const T* g;
+};
+
+template <typename T>
+struct RowKernels {
+  // y = forward(x) for one row.
+  void (*nchw_forward)(const T* r0, const T* r1, const T* r2, const PlaneCoef<T>& p, T* y, int64_t Wp);
+  // dl (padded) of one row; adds the row's partial sums into acc[NUM_SLOTS].
+  void (*nchw_backward_dl)(const T* r0, const T* r1, const T* r2, const T* dy, const PlaneCoef<T>& p, T* dl,
+                           T* acc, int64_t Wp);
+  // dx = dy + rotated-filter convolution of the padded dl rows h-1, h, h+1.
+  void (*nchw_backward_dx)(const T* d0, const T* d1, const T* d2, const T* dy, const PlaneCoef<T>& p, T* dx,
+                           int64_t Wp);
+  void (*nhwc_forward)(const T* r0, const T* r1, const T* r2, const BlockCoef<T>& p, T* y, int64_t W, int64_t Cp);
+  // acc is [NUM_SLOTS][Cp].
+  void (*nhwc_backward_dl)(const T* r0, const T* r1, const T* r2, const T* dy, const BlockCoef<T>& p, T* dl,
+                           T* acc, int64_t W, int64_t Cp);
+  void (*nhwc_backward_dx)(const T* d0, const T* d1, const T* d2, const T* dy, const BlockCoef<T>& p, T* dx,
+                           int64_t W, int64_t Cp);
+};
+
+// Kernel tables. row_kernels_float() returns the AVX2 table when the CPU has AVX2 and FMA and
+// the environment variable LGF_CPU_SIMD is not "portable"; otherwise the portable one.
+const RowKernels<float>& row_kernels_float();
+const RowKernels<double>& row_kernels_double();
+const char* simd_name_float();
+
+// Provided by row_kernels_avx2.cpp (compiled for AVX2+FMA; only called after a CPU check).
+const RowKernels<float>& row_kernels_float_avx2();
+
+}  // namespace cpu
+}  // namespace lgf

@@ -1,0 +1,30 @@
+// Declarations shared by the CPU and CUDA implementations of lgf::fused_forward/backward.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <tuple>
+
+namespace lgf {
+
+// TORCH_CHECKs on shapes, dtypes and devices (the Python wrapper checks first, with the same
+// messages, so these only fire when torch.ops.lgf.* is called directly).
+void check_fused_inputs(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                        const at::Tensor& g, const at::Tensor& gate, const at::Tensor& gamma);
+void check_grad_output(const at::Tensor& dy, const at::Tensor& x);
+
+// Compute dtype: float for fp16/bf16/fp32 inputs, double for fp64.
+at::ScalarType acc_type_of(const at::Tensor& x);
+
+// True when y/dx are produced channels_last (x is channels_last-contiguous and not also
+// NCHW-contiguous); mirrors lgf_ops._cpp.output_memory_format.
+bool use_channels_last(const at::Tensor& x);
+
+// Turns per-(n, c) partial sums (N, C, NUM_SLOTS) in the compute dtype into the gradients of
+// (weight, bias, g, gate, gamma), in a fixed order of plain tensor ops (deterministic on both
+// devices). Parameter gradients come back in weight's dtype, dg in g's dtype.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> finalize_param_grads(
+    const at::Tensor& partials, const at::Tensor& weight, const at::Tensor& g,
+    const at::Tensor& gate);
+
+}  // namespace lgf

@@ -1,0 +1,104 @@
+// Per-element math of the fused LGF op (DESIGN.md section 2), written once for every backend.
+//
+// The functions are templates over the compute type T: float or double on the host and the
+// device, and the CPU SIMD vector types of csrc/cpu (which provide +, -, *, / and lgf_exp).
+// fp16/bf16 inputs are converted to float before they reach these functions.
+#pragma once
+
+#include <cmath>
+
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define LGF_HD __host__ __device__ __forceinline__
+#else
+#define LGF_HD inline
+#endif
+
+namespace lgf {
+
+LGF_HD float lgf_exp(float v) {
+#if defined(__CUDA_ARCH__)
+  return __expf(v);
+#else
+  return std::exp(v);
+#endif
+}
+
+LGF_HD double lgf_exp(double v) {
+#if defined(__CUDA_ARCH__)
+  return ::exp(v);
+#else
+  return std::exp(v);
+#endif
+}
+
+template <typename T>
+LGF_HD T lgf_sigmoid(T z) {
+  return T(1) / (T(1) + lgf_exp(-z));
+}
+
+// Gate coefficients of one (n, c): the parts of z_l and z_g that do not depend on l.
+//   z_l = a_l * l + kl,  kl = b_l * g + c_l        z_g = a_g * l + kg,  kg = b_g * g + c_g
+template <typename T>
+struct GateCoef {
+  T a_l, kl, a_g, kg, gamma, g;
+};
+
+template <typename T>
+LGF_HD GateCoef<T> make_gate_coef(T a_l, T b_l, T c_l, T a_g, T b_g, T c_g, T gamma, T g) {
+  GateCoef<T> k;
+  k.a_l = a_l;
+  k.kl = b_l * g + c_l;
+  k.a_g = a_g;
+  k.kg = b_g * g + c_g;
+  k.gamma = gamma;
+  k.g = g;
+  return k;
+}
+
+// y = x + gamma * (s_l * l + s_g * g)
+template <typename T>
+LGF_HD T forward_point(T x, T l, const GateCoef<T>& k) {
+  T s_l = lgf_sigmoid(k.a_l * l + k.kl);
+  T s_g = lgf_sigmoid(k.a_g * l + k.kg);
+  return x + k.gamma * (s_l * l + s_g * k.g);
+}
+
+// Everything one pixel contributes to the backward pass, given l (recomputed) and dy.
+//   mix = s_l*l + s_g*g                  (dgamma = sum dy * mix)
+//   dzl = t*l*s_l*(1-s_l), dzg = t*g*s_g*(1-s_g)   with t = dy * gamma
+//   tsg = t * s_g                        (dg = sum tsg + b_l * sum dzl + b_g * sum dzg)
+//   dl  = t*s_l + a_l*dzl + a_g*dzg      (feeds dbias, dweight and dx)
+template <typename T>
+struct PointGrad {
+  T dl, mix, tsg, dzl, dzg;
+};
+
+template <typename T>
+LGF_HD PointGrad<T> backward_point(T l, T dy, const GateCoef<T>& k) {
+  T s_l = lgf_sigmoid(k.a_l * l + k.kl);
+  T s_g = lgf_sigmoid(k.a_g * l + k.kg);
+  T t = dy * k.gamma;
+  PointGrad<T> r;
+  r.mix = s_l * l + s_g * k.g;
+  r.dzl = t * l * s_l * (T(1) - s_l);
+  r.dzg = t * k.g * s_g * (T(1) - s_g);
+  r.tsg = t * s_g;
+  r.dl = t * s_l + k.a_l * r.dzl + k.a_g * r.dzg;
+  return r;
+}
+
+// Slots of the per-(n, c) partial sums written by the backward kernels before the
+// fixed-order reduction. dg[n,c] = S_TSG + b_l*S_DZL + b_g*S_DZG; db_l = sum_n g*S_DZL; etc.
+enum PartialSlot : int {
+  S_MIX = 0,   // sum dy * mix            -> dgamma
+  S_TSG = 1,   // sum t * s_g             -> dg
+  S_DZL = 2,   // sum dz_l                -> dc_l, db_l (times g), dg (times b_l)
+  S_DZG = 3,   // sum dz_g                -> dc_g, db_g (times g), dg (times b_g)
+  S_DZL_L = 4, // sum dz_l * l            -> da_l
+  S_DZG_L = 5, // sum dz_g * l            -> da_g
+  S_DL = 6,    // sum dl                  -> dbias
+  S_DW0 = 7,   // sum dl * x[h+i-1, w+j-1] -> dweight[i*3+j], slots 7..15
+  NUM_SLOTS = 16
+};
+
+}  // namespace lgf

@@ -1,0 +1,113 @@
+"""Builds lgf_ops._C: the C++ CPU kernels always, the CUDA kernels when nvcc is available.
+
+Environment switches:
+  LGF_BUILD_CUDA=0        never build the CUDA sources
+  FORCE_CUDA=1            build them even if nvcc/CUDA_HOME is not found (fails if it is absent)
+  TORCH_CUDA_ARCH_LIST    CUDA architectures (default "8.0;9.0+PTX"); no GPU is needed to build
+  MAX_JOBS                parallel compile jobs (ninja)
+The build never calls torch.cuda.is_available(): it works on machines without a GPU.
+"""
+import glob
+import os
+import shutil
+import sys
+
+from setuptools import find_packages, setup
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def log(msg):
+    print(f"[lgf setup] {msg}", file=sys.stderr, flush=True)
+
+
+def _find_cuda_home():
+    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    if home and os.path.exists(os.path.join(home, "bin", "nvcc")):
+        return home
+    # The `nvcc` on PATH may be a wrapper script; prefer a real toolkit directory.
+    for cand in ("/usr/local/cuda",):
+        if os.path.exists(os.path.join(cand, "bin", "nvcc")):
+            return cand
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        return os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
+    return None
+
+
+def want_cuda():
+    if os.environ.get("LGF_BUILD_CUDA", "").strip() == "0":
+        log("LGF_BUILD_CUDA=0: building the CPU kernels only")
+        return None
+    home = _find_cuda_home()
+    if os.environ.get("FORCE_CUDA", "").strip() == "1":
+        if home is None:
+            raise RuntimeError("FORCE_CUDA=1 but no CUDA toolkit (nvcc) was found; set CUDA_HOME")
+        return home
+    if home is None:
+        log("no nvcc / CUDA_HOME found: building the CPU kernels only")
+    return home
+
+
+def extensions():
+    from torch.utils.cpp_extension import CppExtension, CUDAExtension
+
+    cuda_home = want_cuda()
+    if cuda_home is not None:
+        # torch.utils.cpp_extension reads CUDA_HOME at import time: set it before importing it.
+        os.environ["CUDA_HOME"] = cuda_home
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0+PTX")
+    common = sorted(glob.glob(os.path.join("csrc", "*.cpp")))
+    cpu = sorted(glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
+    cuda = sorted(glob.glob(os.path.join("csrc", "cuda", "*.cu")))
+    cxx = ["-O3", "-std=c++20", "-fvisibility=hidden"]
+    if os.environ.get("LGF_DEBUG", "") == "1":
+        cxx = ["-O0", "-g", "-std=c++20"]
+    define_macros = [("Py_LIMITED_API", None)] if False else []
+    include_dirs = [os.path.join(ROOT, "csrc")]
+    if cuda_home is not None and cuda:
+        import torch.utils.cpp_extension as ce
+
+        ce.CUDA_HOME = cuda_home  # in case torch guessed another directory before us
+        nvcc = ["-O3", "-std=c++20", "--threads", "2", "-lineinfo", "--expt-relaxed-constexpr"]
+        log(f"building CPU + CUDA kernels (CUDA_HOME={cuda_home}, "
+            f"TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']}, {len(cuda)} .cu files)")
+        return [
+            CUDAExtension(
+                "lgf_ops._C",
+                common + cpu + cuda,
+                include_dirs=include_dirs,
+                define_macros=define_macros + [("LGF_WITH_CUDA", None)],
+                extra_compile_args={"cxx": cxx, "nvcc": nvcc},
+            )
+        ]
+    log(f"building CPU kernels ({len(common + cpu)} .cpp files)")
+    return [
+        CppExtension(
+            "lgf_ops._C",
+            common + cpu,
+            include_dirs=include_dirs,
+            define_macros=define_macros,
+            extra_compile_args={"cxx": cxx},
+        )
+    ]
+
+
+def build_ext_cls():
+    from torch.utils.cpp_extension import BuildExtension
+
+    return BuildExtension.with_options(use_ninja=True)
+
+
+setup(
+    name="lgf",
+    version="0.1.0",
+    description="Local-Global Fusion for small-object detection: fused CPU/CUDA/Triton op, blocks, RetinaNet, trainer",
+    license="MIT",
+    packages=find_packages(include=["lgf_ops", "lgf_ops.*", "lgf", "lgf.*"]),
+    ext_modules=extensions(),
+    cmdclass={"build_ext": build_ext_cls()},
+    python_requires=">=3.9",
+    install_requires=["torch>=2.4", "torchvision", "numpy", "pycocotools", "tqdm"],
+    extras_require={"plot": ["matplotlib"], "triton": ["triton"], "test": ["pytest"]},
+)

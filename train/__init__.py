@@ -1,0 +1,1 @@
+"""Command-line entry points, run from the repository root as `python -m train.<command>`."""

@@ -50,20 +50,20 @@ def want_cuda():
 
 
 def extensions():
-    from torch.utils.cpp_extension import CppExtension, CUDAExtension
-
     cuda_home = want_cuda()
     if cuda_home is not None:
         # torch.utils.cpp_extension reads CUDA_HOME at import time: set it before importing it.
         os.environ["CUDA_HOME"] = cuda_home
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0+PTX")
+    from torch.utils.cpp_extension import CppExtension, CUDAExtension
+
     common = sorted(glob.glob(os.path.join("csrc", "*.cpp")))
     cpu = sorted(glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
     cuda = sorted(glob.glob(os.path.join("csrc", "cuda", "*.cu")))
     cxx = ["-O3", "-std=c++20", "-fvisibility=hidden"]
     if os.environ.get("LGF_DEBUG", "") == "1":
         cxx = ["-O0", "-g", "-std=c++20"]
-    define_macros = [("Py_LIMITED_API", None)] if False else []
+    define_macros = []
     include_dirs = [os.path.join(ROOT, "csrc")]
     if cuda_home is not None and cuda:
         import torch.utils.cpp_extension as ce

@@ -6,6 +6,7 @@ Backends: "cpp" (C++ CPU kernel), "cuda" (CUDA kernel), "triton" (Triton kernel,
 TRITON_INTERPRET=1), "reference" (plain PyTorch). "auto" picks, for CUDA tensors, cuda > triton >
 reference and, for CPU tensors, cpp > reference. The env var LGF_BACKEND sets the default.
 """
+import importlib.util
 import os
 
 import torch
@@ -19,7 +20,15 @@ __all__ = ["lgf_fused", "lgf_fused_reference", "available_backends", "BACKENDS"]
 BACKENDS = ("auto", "cpp", "cuda", "triton", "reference")
 
 
+# Looked up once at import, so that lgf_fused stays traceable by torch.compile (fullgraph).
+_HAS_CPP = _cpp.has_cpu_kernel()
+_HAS_CUDA = _cpp.has_cuda_kernel()
+_HAS_TRITON_PACKAGE = importlib.util.find_spec("triton") is not None
+
+
 def _triton_available():
+    if not _HAS_TRITON_PACKAGE:
+        return False
     try:
         from . import triton_op  # noqa: F401
     except Exception:  # ImportError, or a Triton install that cannot initialise
@@ -30,9 +39,9 @@ def _triton_available():
 def available_backends():
     """Names of the backends this install can run (the device still has to match)."""
     names = []
-    if _cpp.has_cpu_kernel():
+    if _HAS_CPP:
         names.append("cpp")
-    if _cpp.has_cuda_kernel():
+    if _HAS_CUDA:
         names.append("cuda")
     if _triton_available():
         names.append("triton")
@@ -55,19 +64,19 @@ def resolve_backend(backend, device):
         raise ValueError(f"lgf_fused: backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
         if device.type == "cuda":
-            if _cpp.has_cuda_kernel():
+            if _HAS_CUDA:
                 return "cuda"
             return "triton" if _triton_available() else "reference"
-        if device.type == "cpu" and _cpp.has_cpu_kernel():
+        if device.type == "cpu" and _HAS_CPP:
             return "cpp"
         return "reference"
     if backend == "cpp":
-        if not _cpp.has_cpu_kernel():
+        if not _HAS_CPP:
             raise RuntimeError(f"lgf_fused: backend='cpp' requested but the C++ extension is not built ({_cpp.load_error()})")
         if device.type != "cpu":
             raise ValueError(f"lgf_fused: backend='cpp' runs on CPU tensors, got x on {device}")
     elif backend == "cuda":
-        if not _cpp.has_cuda_kernel():
+        if not _HAS_CUDA:
             raise RuntimeError("lgf_fused: backend='cuda' requested but the extension was built without CUDA")
         if device.type != "cuda":
             raise ValueError(f"lgf_fused: backend='cuda' runs on CUDA tensors, got x on {device}")

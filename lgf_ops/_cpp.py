@@ -66,3 +66,14 @@ if _C is not None:
         return torch.ops.lgf.fused_backward(dy, x, weight, bias, g, gate, gamma)
 
     torch.library.register_autograd("lgf::fused_forward", _backward, setup_context=_setup_context)
+
+    def _no_double_backward(ctx, *grads):
+        raise NotImplementedError(
+            "lgf_fused: double backward (gradients of gradients) is not implemented; "
+            "use backend='reference' if you need it"
+        )
+
+    def _no_setup(ctx, inputs, output):
+        pass
+
+    torch.library.register_autograd("lgf::fused_backward", _no_double_backward, setup_context=_no_setup)

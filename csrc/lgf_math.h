@@ -36,6 +36,14 @@ LGF_HD T lgf_sigmoid(T z) {
   return T(1) / (T(1) + lgf_exp(-z));
 }
 
+// Both gates at once. Backends may overload this for their vector types (found by
+// argument-dependent lookup), e.g. to share one reciprocal between the two sigmoids.
+template <typename T>
+LGF_HD void sigmoid_pair(T z1, T z2, T& s1, T& s2) {
+  s1 = lgf_sigmoid(z1);
+  s2 = lgf_sigmoid(z2);
+}
+
 // Gate coefficients of one (n, c): the parts of z_l and z_g that do not depend on l.
 //   z_l = a_l * l + kl,  kl = b_l * g + c_l        z_g = a_g * l + kg,  kg = b_g * g + c_g
 template <typename T>
@@ -58,8 +66,8 @@ LGF_HD GateCoef<T> make_gate_coef(T a_l, T b_l, T c_l, T a_g, T b_g, T c_g, T ga
 // y = x + gamma * (s_l * l + s_g * g)
 template <typename T>
 LGF_HD T forward_point(T x, T l, const GateCoef<T>& k) {
-  T s_l = lgf_sigmoid(k.a_l * l + k.kl);
-  T s_g = lgf_sigmoid(k.a_g * l + k.kg);
+  T s_l, s_g;
+  sigmoid_pair(k.a_l * l + k.kl, k.a_g * l + k.kg, s_l, s_g);
   return x + k.gamma * (s_l * l + s_g * k.g);
 }
 
@@ -75,8 +83,8 @@ struct PointGrad {
 
 template <typename T>
 LGF_HD PointGrad<T> backward_point(T l, T dy, const GateCoef<T>& k) {
-  T s_l = lgf_sigmoid(k.a_l * l + k.kl);
-  T s_g = lgf_sigmoid(k.a_g * l + k.kg);
+  T s_l, s_g;
+  sigmoid_pair(k.a_l * l + k.kl, k.a_g * l + k.kg, s_l, s_g);
   T t = dy * k.gamma;
   PointGrad<T> r;
   r.mix = s_l * l + s_g * k.g;

@@ -1,25 +1,29 @@
 """Triton kernels of the fused LGF op (DESIGN.md section 2) and their Python launchers.
 
 Tiling. Both kernels run on a 1-D grid; program `pid` decomposes into (n, channel block, pixel
-block) with the pixel block fastest. A program owns a [BLOCK_C, BLOCK_P] tile: BLOCK_C channels of
-image n times BLOCK_P pixels of the flattened H*W plane (p = h*W + w; tails are masked). Every
-tensor is addressed through its strides, so NCHW, channels_last and any other layout (including a
-stride-0 upstream gradient) are read in place; the compiler sees which stride is 1 because Triton
-specialises integer arguments equal to 1. Offsets are computed in int64.
+block), pixel block fastest. A program owns a [BLOCK_C, BLOCK_P] tile: BLOCK_C channels of image n
+times BLOCK_P consecutive pixels of the flattened H*W plane (p = h*W + w; channel and pixel tails
+are masked). The tile is long along x's unit-stride dimension (pixels for NCHW, channels for
+channels_last); one fixed config per shape, no autotuning. Every tensor is addressed through its
+strides, so NCHW, channels_last and any other layout (a stride-0 upstream gradient included) are
+read in place; Triton specialises integer arguments equal to 1, so the compiler knows which stride
+is the unit one. All offsets are int64.
 
-Forward (`_lgf_fwd_kernel`): per tile, 9 shifted loads of x (zero outside the image) give
-l = dwconv3x3(x) + bias, then y = x + gamma * (s_l*l + s_g*g) is stored. Nothing else is written.
+Forward (`_lgf_fwd_kernel`): the program loads the 3x3 window of shifted x tiles (zero outside the
+image), forms l = dwconv3x3(x) + bias and stores y = x + gamma * (s_l*l + s_g*g). Nothing else is
+written.
 
-Backward (`_lgf_bwd_kernel`): per tile, for each of the 9 neighbours q of every pixel the kernel
-recomputes l(q) from x (so x is read in a 5x5 neighbourhood, from cache) and dl(q) from dy(q),
-and accumulates dx = dy + sum_q weight[rot180] * dl(q). At the centre pixel it also reduces the
-per-(n, c) partial sums of the parameter-gradient quantities over the tile's pixels and stores
-them into a workspace ws[n, pixel block, slot, c] (the 16 slots of csrc/lgf_math.h). The
-workspace is then summed in a fixed order in plain PyTorch (`_finish_grads`). No atomics, so the
-gradients are bitwise reproducible run to run.
+Backward (`_lgf_bwd_kernel`): the program loads the 5x5 window of shifted x tiles once, then for
+each of the 9 neighbours q of its pixels recomputes l(q) and, from dy(q), dl(q) (zero outside the
+image), and accumulates dx = dy + sum_q weight[rot180] * dl(q); only dx is written at full size.
+For the pixel itself it also reduces the per-(n, c) partial sums of the parameter-gradient
+quantities over the tile's pixels and stores them in a workspace ws[n, pixel block, slot, c] (the
+16 slots of csrc/lgf_math.h). `_finish_grads` then sums the workspace in a fixed order in plain
+PyTorch. No atomics: the gradients are bitwise reproducible run to run.
 
 Accumulation is fp32 for fp16/bf16/fp32 inputs and fp64 for fp64 inputs (constexpr ACC).
 """
+import contextlib
 import os
 
 import torch
@@ -35,8 +39,8 @@ from ._cpp import output_memory_format
 # Slots of the partial sums (same numbering as csrc/lgf_math.h PartialSlot).
 S_MIX, S_TSG, S_DZL, S_DZG, S_DZL_L, S_DZG_L, S_DL, S_DW0, NUM_SLOTS = 0, 1, 2, 3, 4, 5, 6, 7, 16
 
-_FWD_TILE = 1024  # elements per forward tile
-_BWD_TILE = 512  # the backward keeps more live values per element
+_FWD_TILE = 1024  # elements per forward tile (8 warps: 4 per thread)
+_BWD_TILE = 256  # backward (4 warps: 2 per thread); it keeps the 5x5 window of x live
 
 
 @triton.jit
@@ -207,6 +211,11 @@ def _check_device(x):
         )
 
 
+def _on_device(x):
+    """Launch on x's GPU (Triton launches on the current CUDA device)."""
+    return torch.cuda.device(x.device) if x.device.type == "cuda" else contextlib.nullcontext()
+
+
 def _acc_dtypes(x):
     if x.dtype == torch.float64:
         return torch.float64, tl.float64
@@ -226,7 +235,7 @@ def _block_sizes(x, tile, block_c=None, block_p=None):
     _, C, H, W = x.shape
     np2_c, np2_p = triton.next_power_of_2(C), triton.next_power_of_2(H * W)
     if x.stride(1) == 1 and C > 1:  # channels_last-like: channels are contiguous
-        bc = min(np2_c, 64)
+        bc = min(np2_c, 32)
         bp = min(np2_p, max(1, tile // bc))
     else:
         bp = min(np2_p, 256)
@@ -260,13 +269,14 @@ def lgf_forward(x, weight, bias, g, gate, gamma, *, block_c=None, block_p=None):
     bc, bp = _block_sizes(x, _FWD_TILE, block_c, block_p)
     n_cblocks, n_pblocks, grid = _grid(x, bc, bp)
     _, C, H, W = x.shape
-    _lgf_fwd_kernel[grid](
-        x, weight, bias, g, gate, gamma, y,
-        C, H, W,
-        *x.stride(), *y.stride(),
-        n_cblocks, n_pblocks,
-        ACC=ACC, BLOCK_C=bc, BLOCK_P=bp, num_warps=4,
-    )
+    with _on_device(x):
+        _lgf_fwd_kernel[grid](
+            x, weight, bias, g, gate, gamma, y,
+            C, H, W,
+            *x.stride(), *y.stride(),
+            n_cblocks, n_pblocks,
+            ACC=ACC, BLOCK_C=bc, BLOCK_P=bp, num_warps=8,
+        )
     return y
 
 
@@ -295,6 +305,11 @@ def lgf_backward(dy, x, weight, bias, g, gate, gamma, *, block_c=None, block_p=N
     """(dx, dweight, dbias, dg, dgate, dgamma); dx in x's memory format, parameter grads in the
     parameter dtype, dg in g's dtype. dy may have any strides (stride 0 included: it is only read)."""
     _check_device(x)
+    if dy.shape != x.shape or dy.device != x.device:
+        raise ValueError(
+            f"lgf_fused backward: dy must have x's shape {tuple(x.shape)} on {x.device}, "
+            f"got {tuple(dy.shape)} on {dy.device}"
+        )
     N, C, H, W = x.shape
     dx = torch.empty_like(x, memory_format=output_memory_format(x))
     acc, ACC = _acc_dtypes(x)
@@ -309,11 +324,12 @@ def lgf_backward(dy, x, weight, bias, g, gate, gamma, *, block_c=None, block_p=N
     bc, bp = _block_sizes(x, _BWD_TILE, block_c, block_p)
     n_cblocks, n_pblocks, grid = _grid(x, bc, bp)
     ws = torch.empty((N, n_pblocks, NUM_SLOTS, C), dtype=acc, device=x.device)
-    _lgf_bwd_kernel[grid](
-        dy, x, weight, bias, g, gate, gamma, dx, ws,
-        C, H, W,
-        *dy.stride(), *x.stride(), *dx.stride(),
-        n_cblocks, n_pblocks,
-        ACC=ACC, BLOCK_C=bc, BLOCK_P=bp, NUM_SLOTS=NUM_SLOTS, num_warps=4,
-    )
+    with _on_device(x):
+        _lgf_bwd_kernel[grid](
+            dy, x, weight, bias, g, gate, gamma, dx, ws,
+            C, H, W,
+            *dy.stride(), *x.stride(), *dx.stride(),
+            n_cblocks, n_pblocks,
+            ACC=ACC, BLOCK_C=bc, BLOCK_P=bp, NUM_SLOTS=NUM_SLOTS, num_warps=4,
+        )
     return (dx,) + _finish_grads(ws, g, weight, gate, acc)

@@ -4,7 +4,8 @@
 
 Ops: lgf_triton::fused_forward(x, weight, bias, g, gate, gamma) -> y and
 lgf_triton::fused_backward(dy, x, weight, bias, g, gate, gamma) -> (dx, dweight, dbias, dg, dgate,
-dgamma). The forward's autograd saves only the inputs; the backward kernel recomputes l.
+dgamma). The forward's autograd saves only the inputs; the backward kernel recomputes l. Double
+backward is not implemented (a clear error). Both ops have FLOP formulas (lgf_ops.flops).
 Importing this module raises ImportError when triton is not installed.
 """
 from typing import Tuple
@@ -15,6 +16,7 @@ from torch import Tensor
 from . import triton_kernels as _k  # raises ImportError without triton
 from ._cpp import output_memory_format
 from ._validate import check_inputs
+from .flops import register_flop_formulas
 
 __all__ = ["lgf_fused_triton", "fused_forward", "fused_backward"]
 
@@ -58,6 +60,22 @@ def _backward(ctx, dy):
 
 
 fused_forward.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _no_double_backward(ctx, *grads):
+    raise NotImplementedError(
+        "lgf_fused (triton backend): double backward (gradients of gradients) is not implemented; "
+        "use backend='reference' if you need it"
+    )
+
+
+def _no_setup(ctx, inputs, output):
+    pass
+
+
+fused_backward.register_autograd(_no_double_backward, setup_context=_no_setup)
+
+register_flop_formulas()  # FlopCounterMode sees the lgf_triton ops from now on
 
 
 def lgf_fused_triton(x, weight, bias, g, gate, gamma):

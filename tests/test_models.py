@@ -120,29 +120,30 @@ def test_eval_returns_detections():
         assert ((det["labels"] >= 0) & (det["labels"] < 3)).all()
 
 
-@pytest.mark.parametrize("backend", ["auto"] + [b for b in ("cpp", "triton") if b in lgf_ops.available_backends()])
+# The Triton interpreter is too slow for a whole model on CPU; its parity is checked per block
+# in test_blocks.py.
+@pytest.mark.parametrize("backend", ["auto"] + [b for b in ("cpp",) if b in lgf_ops.available_backends()])
 def test_backends_give_the_same_model_outputs(backend):
     torch.manual_seed(4)
-    model = retinanet_resnet18_fpn(block="lgf", num_classes=3, block_kwargs={"backend": backend}, **SMALL)
-    ref = retinanet_resnet18_fpn(block="lgf", num_classes=3, block_kwargs={"backend": "reference"}, **SMALL)
+    tiny = dict(min_size=96, max_size=96)
+    model = retinanet_resnet18_fpn(block="lgf", num_classes=3, block_kwargs={"backend": backend}, **tiny)
+    ref = retinanet_resnet18_fpn(block="lgf", num_classes=3, block_kwargs={"backend": "reference"}, **tiny)
     with torch.no_grad():  # non-trivial gates, so the gate path is exercised
         model.backbone.block.gate.normal_(0, 0.5)
     ref.load_state_dict(model.state_dict())
     assert model.backbone.block.backend == backend and ref.backbone.block.backend == "reference"
-    images, targets = _images_and_targets()
-    model.train(), ref.train()
+    images, targets = _images_and_targets(size=96)
     la, lb = model(images, targets), ref(images, targets)
     for key in la:
         torch.testing.assert_close(la[key], lb[key], rtol=1e-4, atol=1e-5)
+    ga = torch.autograd.grad(sum(la.values()), model.backbone.block.gate)[0]
+    gb = torch.autograd.grad(sum(lb.values()), ref.backbone.block.gate)[0]
+    torch.testing.assert_close(ga, gb, rtol=1e-3, atol=1e-5)
     model.eval(), ref.eval()
     with torch.no_grad():
         fa, fb = model.backbone(torch.stack(images)), ref.backbone(torch.stack(images))
-        da, db = model(images), ref(images)
     for key in fa:
         torch.testing.assert_close(fa[key], fb[key], rtol=1e-4, atol=1e-5)
-    for a, b in zip(da, db):
-        torch.testing.assert_close(a["scores"], b["scores"], rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(a["boxes"], b["boxes"], rtol=1e-4, atol=1e-3)
 
 
 def test_baseline_is_torchvision_and_keys_are_kept():

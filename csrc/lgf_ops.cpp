@@ -97,7 +97,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> finalize_
   return {dweight.to(p), dbias.to(p), dg.to(g.scalar_type()), dgate.to(p), dgamma.to(p)};
 }
 
+namespace cpu {
+const char* simd_name_float();
+}
+
+namespace {
+std::string cpu_simd() { return cpu::simd_name_float(); }
+}  // namespace
+
 TORCH_LIBRARY(lgf, m) {
+  // Which float CPU kernels run now ("avx512", "avx2" or "portable"; see LGF_CPU_SIMD).
+  m.def("cpu_simd() -> str", &cpu_simd);
   m.def("fused_forward(Tensor x, Tensor weight, Tensor bias, Tensor g, Tensor gate, Tensor gamma) -> Tensor");
   m.def(
       "fused_backward(Tensor grad_out, Tensor x, Tensor weight, Tensor bias, Tensor g, Tensor gate, Tensor gamma) "

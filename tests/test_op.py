@@ -68,10 +68,14 @@ def test_larger_map_fp32(layout):
 
 
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
-def test_portable_kernels_match_reference(layout, monkeypatch):
-    """LGF_CPU_SIMD=portable forces the non-AVX2 kernels; they must be right too."""
-    monkeypatch.setenv("LGF_CPU_SIMD", "portable")
-    check_parity(make_inputs(2, 13, 10, 19, layout=layout), TOL[torch.float32])
+@pytest.mark.parametrize("simd", ["portable", "avx2", "avx512"])
+def test_every_simd_level_matches_reference(simd, layout, monkeypatch):
+    """LGF_CPU_SIMD caps the float kernels (portable < avx2 < avx512); each must be right."""
+    monkeypatch.setenv("LGF_CPU_SIMD", simd)
+    if torch.ops.lgf.cpu_simd() != simd:
+        pytest.skip(f"this CPU does not support {simd} (runs {torch.ops.lgf.cpu_simd()})")
+    for shape in ((2, 13, 10, 19), (1, 130, 9, 37), (3, 5, 1, 1)):
+        check_parity(make_inputs(*shape, layout=layout), TOL[torch.float32])
 
 
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])

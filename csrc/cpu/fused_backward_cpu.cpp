@@ -14,7 +14,7 @@ namespace lgf {
 namespace cpu {
 namespace {
 
-constexpr int64_t kBlockC = 32;  // channels per NHWC tile
+constexpr int64_t kBlockC = 128;  // channels per NHWC tile (long contiguous runs of x and y)
 constexpr int64_t kBlockH = 8;   // rows per NHWC tile (fixed: it sets the reduction order)
 
 // partials: (N, C, NUM_SLOTS); one whole plane per task.
@@ -22,7 +22,7 @@ template <typename scalar_t, typename T>
 void backward_nchw(const at::Tensor& dy, const at::Tensor& x, const ParamTensors& params, at::Tensor& dx,
                    at::Tensor& partials) {
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  const int64_t Wp = round_up(W, kLanes), Lp = Wp + 2;
+  const int64_t Wp = round_up(W, kRowAlign), Lp = Wp + 2;
   const auto X = strided4<scalar_t>(x);
   const auto DY = strided4<scalar_t>(dy);
   const auto DX = strided4<scalar_t>(dx);

@@ -13,13 +13,13 @@ namespace lgf {
 namespace cpu {
 namespace {
 
-constexpr int64_t kBlockC = 32;  // channels per NHWC tile
+constexpr int64_t kBlockC = 128;  // channels per NHWC tile (long contiguous runs of x and y)
 constexpr int64_t kBlockH = 8;   // rows per NHWC tile
 
 template <typename scalar_t, typename T>
 void forward_nchw(const at::Tensor& x, const ParamTensors& params, at::Tensor& y) {
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  const int64_t Wp = round_up(W, kLanes), Lp = Wp + 2;
+  const int64_t Wp = round_up(W, kRowAlign), Lp = Wp + 2;
   const auto X = strided4<scalar_t>(x);
   const auto Y = strided4<scalar_t>(y);
   const ChannelParams<T> P = params.view<T>();

@@ -16,7 +16,8 @@
 namespace lgf {
 namespace cpu {
 
-constexpr int64_t kLanes = 8;  // row buffers are padded to multiples of the widest SIMD vector
+constexpr int64_t kLanes = 16;     // NHWC channel blocks are padded to a multiple of the SIMD width
+constexpr int64_t kRowAlign = 16;  // NCHW rows are padded to a multiple of the SIMD width
 
 inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
@@ -43,7 +44,11 @@ inline void gather(const scalar_t* src, int64_t stride, int64_t W, T* dst, int64
 
 template <typename T, typename scalar_t>
 inline void scatter(const T* src, int64_t src_step, int64_t W, scalar_t* dst, int64_t stride) {
-  for (int64_t w = 0; w < W; ++w) dst[w * stride] = static_cast<scalar_t>(src[w * src_step]);
+  if (stride == 1 && src_step == 1) {
+    for (int64_t w = 0; w < W; ++w) dst[w] = static_cast<scalar_t>(src[w]);
+  } else {
+    for (int64_t w = 0; w < W; ++w) dst[w * stride] = static_cast<scalar_t>(src[w * src_step]);
+  }
 }
 
 // A 2-D strided view of one (n, c) plane or of one n (NHWC blocks index channels too).

@@ -6,10 +6,11 @@
 // double always uses the portable one.
 //
 // Buffer layouts
-//   NCHW (one (n, c) plane at a time): a padded row holds Wp + 2 values, Wp = W rounded up to 8;
-//     element [1 + w] is column w, elements [0] and [W + 1, Wp + 1] are zero. Unpadded rows
+//   NCHW (one (n, c) plane at a time): a padded row holds Wp + 2 values, Wp = W rounded up;
+//     element [1 + w] is column w, elements [0] and [W + 1, Wp + 1] are zero.
+//     Wp is a multiple of 16 (the widest vector). Unpadded rows
 //     (y, dy, dx) hold Wp values; dy must be zero beyond W.
-//   NHWC (one (n, h) row of a block of Cp channels, Cp a multiple of 8): a padded row holds
+//   NHWC (one (n, h) row of a block of Cp channels, Cp a multiple of 16): a padded row holds
 //     (W + 2) * Cp values, pixel w at [(1 + w) * Cp]; pixels -1 and W and channels beyond the
 //     block's real channels are zero. Unpadded rows hold W * Cp values.
 // Rows r0, r1, r2 are the input rows h-1, h, h+1 (all-zero outside the image).
@@ -63,14 +64,17 @@ struct RowKernels {
                            int64_t W, int64_t Cp);
 };
 
-// Kernel tables. row_kernels_float() returns the AVX2 table when the CPU has AVX2 and FMA and
-// the environment variable LGF_CPU_SIMD is not "portable"; otherwise the portable one.
+// Kernel tables. row_kernels_float() returns the widest table the CPU supports (AVX-512,
+// AVX2+FMA, portable); the environment variable LGF_CPU_SIMD=portable|avx2|avx512 caps it.
 const RowKernels<float>& row_kernels_float();
 const RowKernels<double>& row_kernels_double();
+// Name of the table row_kernels_float() picks now: "avx512", "avx2" or "portable".
 const char* simd_name_float();
 
-// Provided by row_kernels_avx2.cpp (compiled for AVX2+FMA; only called after a CPU check).
+// Provided by row_kernels_avx2.cpp / row_kernels_avx512.cpp, each compiled for its instruction
+// set; only called after a CPU check.
 const RowKernels<float>& row_kernels_float_avx2();
+const RowKernels<float>& row_kernels_float_avx512();
 
 }  // namespace cpu
 }  // namespace lgf

@@ -35,18 +35,26 @@ inline T hsum(Lane<T> a) { return a.v; }
 
 #include "cpu/row_kernels_impl.h"
 
-bool cpu_has_avx2_fma() {
+enum class Simd { kPortable = 0, kAvx2 = 1, kAvx512 = 2 };
+
+Simd cpu_simd_support() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-  return false;
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) return Simd::kAvx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Simd::kAvx2;
 #endif
+  return Simd::kPortable;
 }
 
-bool force_portable() {
-  const char* v = std::getenv("LGF_CPU_SIMD");
-  return v != nullptr && std::strcmp(v, "portable") == 0;
+// The CPU's best level, capped by LGF_CPU_SIMD (read on every call: tests switch it).
+Simd simd_in_use() {
+  static const Simd supported = cpu_simd_support();
+  Simd cap = Simd::kAvx512;
+  if (const char* v = std::getenv("LGF_CPU_SIMD")) {
+    if (std::strcmp(v, "portable") == 0) cap = Simd::kPortable;
+    if (std::strcmp(v, "avx2") == 0) cap = Simd::kAvx2;
+  }
+  return static_cast<int>(cap) < static_cast<int>(supported) ? cap : supported;
 }
 
 }  // namespace
@@ -56,9 +64,14 @@ namespace cpu {
 
 const RowKernels<float>& row_kernels_float() {
   static const RowKernels<float> portable = make_row_kernels<Lane<float>>();
-  static const bool avx2 = cpu_has_avx2_fma();
-  if (avx2 && !force_portable()) return row_kernels_float_avx2();
-  return portable;
+  switch (simd_in_use()) {
+    case Simd::kAvx512:
+      return row_kernels_float_avx512();
+    case Simd::kAvx2:
+      return row_kernels_float_avx2();
+    default:
+      return portable;
+  }
 }
 
 const RowKernels<double>& row_kernels_double() {
@@ -67,7 +80,8 @@ const RowKernels<double>& row_kernels_double() {
 }
 
 const char* simd_name_float() {
-  return (cpu_has_avx2_fma() && !force_portable()) ? "avx2" : "portable";
+  static const char* names[] = {"portable", "avx2", "avx512"};
+  return names[static_cast<int>(simd_in_use())];
 }
 
 }  // namespace cpu

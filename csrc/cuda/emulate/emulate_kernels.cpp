@@ -96,9 +96,44 @@ int dispatch(int dtype, F&& f) {
   }
 }
 
+// Self-test kernels of the emulator itself: thread k writes s[k] and reads s[k + 1].
+__global__ void neighbour_kernel(int* out, bool barrier) {
+  __shared__ int s[lgf::cuda::kThreads];
+  const unsigned k = threadIdx.x;
+  s[k] = -1;
+  __syncthreads();
+  s[k] = static_cast<int>(k);
+  if (barrier) __syncthreads();  // without it the read below races with the neighbour's write
+  out[k] = s[(k + 1) % lgf::cuda::kThreads];
+}
+
+__global__ void divergent_kernel() {
+  if (threadIdx.x < 32) __syncthreads();
+}
+
 }  // namespace
 
 extern "C" {
+
+// Number of threads that read their neighbour's value wrongly (0 expected with the barrier;
+// > 0 without it, which shows that the emulation exposes a missing __syncthreads).
+int lgf_emu_selftest_race(int barrier) {
+  int out[lgf::cuda::kThreads];
+  lgf_emu::run_block(0, 1, lgf::cuda::kThreads, false, [&] { neighbour_kernel(out, barrier != 0); });
+  int wrong = 0;
+  for (int k = 0; k < lgf::cuda::kThreads; ++k) wrong += out[k] != (k + 1) % lgf::cuda::kThreads;
+  return wrong;
+}
+
+// 1 if a barrier reached by only some threads of a block is reported as an error.
+int lgf_emu_selftest_divergence() {
+  try {
+    lgf_emu::run_block(0, 1, lgf::cuda::kThreads, false, [] { divergent_kernel(); });
+  } catch (const std::exception&) {
+    return 1;
+  }
+  return 0;
+}
 
 // Workspace entries per (n, c, slot) of the backward launch plan (the tile dimension of ws).
 int64_t lgf_emu_ws_tiles(int dtype, int nhwc, int64_t N, int64_t C, int64_t H, int64_t W) {

@@ -1,0 +1,57 @@
+// AVX-512 row kernels for float. This file is compiled for AVX-512F/DQ (the pragma below) and
+// its code runs only after row_kernels_float() has checked the CPU. It must not include torch or
+// standard-library headers with inline code, so that no AVX2 copy of a shared inline function can
+// replace the portable one at link time; everything here lives in an anonymous namespace.
+#pragma GCC target("avx512f,avx512dq,avx2,fma")
+
+#include <immintrin.h>
+
+#include "cpu/row_kernels.h"
+
+namespace {
+
+struct Vec16f {
+  using Scalar = float;
+  static constexpr int kWidth = 16;
+  __m512 v;
+  Vec16f() = default;
+  Vec16f(__m512 x) : v(x) {}                 // NOLINT
+  Vec16f(float x) : v(_mm512_set1_ps(x)) {}  // NOLINT: broadcast
+  static Vec16f load(const float* p) { return Vec16f(_mm512_loadu_ps(p)); }
+  void store(float* p) const { _mm512_storeu_ps(p, v); }
+};
+
+inline Vec16f operator+(Vec16f a, Vec16f b) { return _mm512_add_ps(a.v, b.v); }
+inline Vec16f operator-(Vec16f a, Vec16f b) { return _mm512_sub_ps(a.v, b.v); }
+inline Vec16f operator*(Vec16f a, Vec16f b) { return _mm512_mul_ps(a.v, b.v); }
+inline Vec16f operator/(Vec16f a, Vec16f b) { return _mm512_div_ps(a.v, b.v); }
+inline Vec16f operator-(Vec16f a) { return _mm512_sub_ps(_mm512_setzero_ps(), a.v); }
+
+inline Vec16f fmadd(Vec16f a, Vec16f b, Vec16f c) { return _mm512_fmadd_ps(a.v, b.v, c.v); }
+inline Vec16f vmin(Vec16f a, Vec16f b) { return _mm512_min_ps(a.v, b.v); }
+inline Vec16f vmax(Vec16f a, Vec16f b) { return _mm512_max_ps(a.v, b.v); }
+inline Vec16f round_nearest(Vec16f a) { return _mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+inline Vec16f rcp_estimate(Vec16f a) { return _mm512_rcp14_ps(a.v); }
+inline Vec16f scale_pow2(Vec16f p, Vec16f n) { return _mm512_scalef_ps(p.v, n.v); }
+
+#include "cpu/simd_math.h"
+
+inline Vec16f lgf_exp(Vec16f a) { return exp_clamped(a); }
+inline void sigmoid_pair(Vec16f z1, Vec16f z2, Vec16f& s1, Vec16f& s2) { sigmoid_pair_fast(z1, z2, s1, s2); }
+
+inline float hsum(Vec16f a) { return _mm512_reduce_add_ps(a.v); }
+
+#include "cpu/row_kernels_impl.h"
+
+}  // namespace
+
+namespace lgf {
+namespace cpu {
+
+const RowKernels<float>& row_kernels_float_avx512() {
+  static const RowKernels<float> table = make_row_kernels<Vec16f>();
+  return table;
+}
+
+}  // namespace cpu
+}  // namespace lgf

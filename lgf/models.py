@@ -1,4 +1,5 @@
-"""RetinaNet (torchvision, ResNet + FPN) with an optional block on one backbone level.
+"""RetinaNet (torchvision, ResNet + FPN) with an optional block on one backbone level and an
+optional replacement of the FPN (neck).
 
 The builders follow torchvision's `retinanet_resnet50_fpn` code path (ResNet, `_resnet_fpn_extractor`
 with returned layers 2, 3, 4 and `LastLevelP6P7(256, 256)`, i.e. v1 semantics), load torchvision
@@ -7,6 +8,11 @@ a `BackboneWithFPN` that keeps the same `body` and `fpn` (so every torchvision s
 unchanged) and adds `block`, applied to the chosen level between `body` and `fpn`.
 
     C3 = ResNet layer2 (stride 8), C4 = layer3 (stride 16), C5 = layer4 (stride 32).
+
+A neck (`neck="sie_fpn"` or `"asff"`, see lgf.peers) replaces `backbone.fpn` by a subclass of
+torchvision's FeaturePyramidNetwork with the same in/out channels, output keys and FPN module
+names; the FPN's (possibly pretrained) weights are copied into it, so again every torchvision
+state-dict key is kept and only the neck's new modules add keys.
 """
 import torch
 import torch.nn as nn
@@ -25,13 +31,16 @@ from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 import lgf_ops
 
 from .blocks import CBAM, GATES, LGF, SE, LGFPaper
+from .peers import GLMD, NECKS, make_neck
 
 __all__ = [
     "BLOCKS",
     "LEVELS",
     "BACKBONES",
+    "NECKS",
     "BackboneWithBlock",
     "make_block",
+    "make_neck",
     "level_channels",
     "build_retinanet",
     "retinanet_resnet18_fpn",
@@ -39,9 +48,10 @@ __all__ = [
     "retinanet_resnet50_fpn",
     "retinanet_resnet101_fpn",
     "block_complexity",
+    "model_complexity",
 ]
 
-_BLOCK_CLASSES = {"lgf": LGF, "lgf_paper": LGFPaper, "se": SE, "cbam": CBAM}
+_BLOCK_CLASSES = {"lgf": LGF, "lgf_paper": LGFPaper, "se": SE, "cbam": CBAM, "glmd": GLMD}
 _NO_BLOCK = (None, "none", "baseline")
 BLOCKS = ("none", "baseline") + tuple(_BLOCK_CLASSES)
 
@@ -77,7 +87,7 @@ def level_channels(backbone, insert_level):
 def make_block(block, channels, *, gate="sigmoid", **block_kwargs):
     """Build a block by name for `channels` input channels; None for no block.
 
-    block: None, "none", "baseline", "lgf", "lgf_paper", "se", "cbam", or a callable
+    block: None, "none", "baseline", "lgf", "lgf_paper", "se", "cbam", "glmd", or a callable
         `block(channels, **block_kwargs) -> nn.Module`. `gate` ("sigmoid", "sum", "softmax")
         applies to "lgf" only; `block_kwargs` go to the block's constructor (e.g. backend="reference"
         or gn_groups=16 for LGF, reduction=8 for SE/CBAM).
@@ -137,6 +147,24 @@ class BackboneWithBlock(BackboneWithFPN):
         return f"insert_level={self.insert_level!r}, feature={self.feature_name!r}"
 
 
+def _install_neck(backbone_with_fpn, neck):
+    """Replaces `backbone_with_fpn.fpn` by `neck`, after copying the FPN's weights into it.
+
+    `neck` must hold the FPN's modules under the same names (the lgf.peers necks subclass
+    FeaturePyramidNetwork); it may only add keys.
+    """
+    old = backbone_with_fpn.fpn
+    result = neck.load_state_dict(old.state_dict(), strict=False)
+    new_keys = set(neck.state_dict()) - set(old.state_dict())
+    if result.unexpected_keys or set(result.missing_keys) != new_keys:
+        raise RuntimeError(
+            f"{type(neck).__name__} does not extend the FPN's state dict: unexpected "
+            f"{result.unexpected_keys}, missing {sorted(set(result.missing_keys) - new_keys)}"
+        )
+    neck.to(next(old.parameters()).device)
+    backbone_with_fpn.fpn = neck
+
+
 def _verify_backbone_weights(backbone, weights_backbone):
     enum = BACKBONES[backbone][1]
     try:
@@ -157,14 +185,18 @@ def _retinanet(
     trainable_backbone_layers=None,
     gate="sigmoid",
     block_kwargs=None,
+    neck=None,
+    neck_kwargs=None,
     **kwargs,
 ):
     if backbone not in BACKBONES:
         raise ValueError(f"backbone must be one of {tuple(BACKBONES)}, got {backbone!r}")
     level = _normalize_level(insert_level)
     channels = level_channels(backbone, level)
-    # Build the block first: a bad block name fails before any weights are downloaded.
+    # Build the block and neck first: a bad name fails before any weights are downloaded.
     block_module = make_block(block, channels, gate=gate, **(block_kwargs or {}))
+    in_channels_list = [level_channels(backbone, f"C{k + 1}") for k in _RETURNED_LAYERS]
+    neck_module = make_neck(neck, in_channels_list, 256, LastLevelP6P7(256, 256), **(neck_kwargs or {}))
 
     if weights is not None:
         if backbone != "resnet50":
@@ -197,6 +229,8 @@ def _retinanet(
         if weights == RetinaNet_ResNet50_FPN_Weights.COCO_V1:
             overwrite_eps(model, 0.0)
 
+    if neck_module is not None:
+        _install_neck(model.backbone, neck_module)
     if block_module is not None:
         model.backbone = BackboneWithBlock(model.backbone, block_module, level)
     return model
@@ -206,7 +240,7 @@ _BUILDER_DOC = """RetinaNet {depth} + FPN (torchvision v1 recipe), with an optio
 
     Args:
         block: None / "none" / "baseline" (plain torchvision model), "lgf", "lgf_paper", "se",
-            "cbam", or a callable `block(channels, **block_kwargs)`.
+            "cbam", "glmd", or a callable `block(channels, **block_kwargs)`.
         insert_level: "C3" (layer2), "C4" (layer3) or "C5" (layer4).
         num_classes: classes including background (default 91, or the weights' classes).
         weights: torchvision RetinaNet weights (enum or name, resnet50 only), loaded before the
@@ -216,6 +250,9 @@ _BUILDER_DOC = """RetinaNet {depth} + FPN (torchvision v1 recipe), with an optio
         progress: show download progress.
         gate: LGF gate mode ("sigmoid", "sum", "softmax"); block="lgf" only.
         block_kwargs: dict of extra block constructor arguments (e.g. {{"backend": "reference"}}).
+        neck: None / "fpn" (torchvision's FPN), "sie_fpn" or "asff" (lgf.peers), replacing the
+            FPN after the weights are loaded (its FPN weights are copied into the neck).
+        neck_kwargs: dict of extra neck constructor arguments (e.g. {{"compress": 8}} for asff).
         **kwargs: passed to torchvision.models.detection.RetinaNet (min_size, max_size, ...).
     """
 
@@ -232,6 +269,8 @@ def _make_builder(depth):
         progress=True,
         gate="sigmoid",
         block_kwargs=None,
+        neck=None,
+        neck_kwargs=None,
         **kwargs,
     ):
         return _retinanet(
@@ -245,6 +284,8 @@ def _make_builder(depth):
             trainable_backbone_layers=trainable_backbone_layers,
             gate=gate,
             block_kwargs=block_kwargs,
+            neck=neck,
+            neck_kwargs=neck_kwargs,
             **kwargs,
         )
 
@@ -268,6 +309,8 @@ def build_retinanet(
     weights_backbone=None,
     gate="sigmoid",
     block_kwargs=None,
+    neck=None,
+    neck_kwargs=None,
     **kwargs,
 ):
     """RetinaNet with `backbone` in {resnet18, resnet34, resnet50, resnet101}; see
@@ -282,8 +325,17 @@ def build_retinanet(
         weights_backbone=weights_backbone,
         gate=gate,
         block_kwargs=block_kwargs,
+        neck=neck,
+        neck_kwargs=neck_kwargs,
         **kwargs,
     )
+
+
+def _register_lgf_flops(module):
+    if any(isinstance(m, LGF) for m in module.modules()):
+        # The Triton op registers itself on first import; give it its FLOP formula before counting.
+        lgf_ops.available_backends()
+        lgf_ops.flops.register_flop_formulas()
 
 
 def block_complexity(block, channels, height, width, *, gate="sigmoid", **block_kwargs):
@@ -300,10 +352,7 @@ def block_complexity(block, channels, height, width, *, gate="sigmoid", **block_
         module = make_block(block, channels, gate=gate, **block_kwargs)
         if module is None:
             return 0, 0
-    if any(isinstance(m, LGF) for m in module.modules()):
-        # The Triton op registers itself on first import; give it its FLOP formula before counting.
-        lgf_ops.available_backends()
-        lgf_ops.flops.register_flop_formulas()
+    _register_lgf_flops(module)
     params = sum(p.numel() for p in module.parameters())
     ref = next(module.parameters(), None)
     x = torch.randn(1, channels, height, width, device=ref.device if ref is not None else "cpu")
@@ -315,3 +364,53 @@ def block_complexity(block, channels, height, width, *, gate="sigmoid", **block_
     finally:
         module.train(was_training)
     return params, counter.get_total_flops()
+
+
+def _count(fn):
+    with FlopCounterMode(display=False) as counter:
+        out = fn()
+    return out, counter.get_total_flops()
+
+
+def _n_params(module):
+    return sum(p.numel() for p in module.parameters()) if module is not None else 0
+
+
+def model_complexity(model, img_size=640):
+    """Params and FLOPs of a RetinaNet from this module on one (1, 3, img_size, img_size) image.
+
+    Counts the network proper: backbone body, block (if any), FPN or neck, and the head, run in
+    eval mode without autograd on a tensor already at `img_size` (the transform's resize and
+    normalisation and the box decoding / NMS are not counted). FLOPs as in `block_complexity`.
+
+    Returns {"params": int, "flops": int, "parts": {"body" | "block" | "fpn" | "head":
+    {"params": int, "flops": int}}} ("block" only when the model has one; "fpn" is the neck,
+    whatever its class). "params" is every parameter of the model.
+    """
+    if isinstance(img_size, bool) or not isinstance(img_size, int) or img_size < 32:
+        raise ValueError(f"img_size must be an int >= 32, got {img_size!r}")
+    backbone = getattr(model, "backbone", None)
+    if not isinstance(backbone, BackboneWithFPN) or not hasattr(model, "head"):
+        raise TypeError(f"model must be a torchvision RetinaNet with a BackboneWithFPN, got {type(model).__name__}")
+    _register_lgf_flops(model)
+    block = getattr(backbone, "block", None)
+    ref = next(model.parameters())
+    x = torch.randn(1, 3, img_size, img_size, device=ref.device, dtype=ref.dtype)
+    was_training = model.training
+    model.eval()
+    parts = {}
+    try:
+        with torch.no_grad():
+            feats, flops = _count(lambda: backbone.body(x))
+            parts["body"] = {"params": _n_params(backbone.body), "flops": flops}
+            if block is not None:
+                name = backbone.feature_name
+                feats[name], flops = _count(lambda: block(feats[name]))
+                parts["block"] = {"params": _n_params(block), "flops": flops}
+            pyramid, flops = _count(lambda: backbone.fpn(feats))
+            parts["fpn"] = {"params": _n_params(backbone.fpn), "flops": flops}
+            _, flops = _count(lambda: model.head(list(pyramid.values())))
+            parts["head"] = {"params": _n_params(model.head), "flops": flops}
+    finally:
+        model.train(was_training)
+    return {"params": _n_params(model), "flops": sum(p["flops"] for p in parts.values()), "parts": parts}

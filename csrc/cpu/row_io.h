@@ -88,7 +88,16 @@ inline void load_block_row(const Strided4<scalar_t>& x, int64_t n, int64_t c0, i
     for (int64_t w = 0; w < W; ++w) std::fill(row + w * Cp, row + w * Cp + cb, T(0));
     return;
   }
-  for (int64_t w = 0; w < W; ++w) gather(x.at(n, c0, h, w), x.sC, cb, row + w * Cp, 1);
+  // Channels-last tiles read short runs (cb channels) at a stride of C: the hardware prefetcher
+  // does not follow them, so ask for the next row of the tile while this one is copied.
+  const bool prefetch_next = h + 1 < H && x.sC == 1;
+  for (int64_t w = 0; w < W; ++w) {
+    if (prefetch_next) {
+      const char* next = reinterpret_cast<const char*>(x.at(n, c0, h + 1, w));
+      for (int64_t b = 0; b < cb * static_cast<int64_t>(sizeof(scalar_t)); b += 64) __builtin_prefetch(next + b);
+    }
+    gather(x.at(n, c0, h, w), x.sC, cb, row + w * Cp, 1);
+  }
 }
 
 // Unpadded NHWC row (W x Cp) of channels [c0, c0 + cb); channels beyond cb stay zero.

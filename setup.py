@@ -60,9 +60,12 @@ def extensions():
     common = sorted(glob.glob(os.path.join("csrc", "*.cpp")))
     cpu = sorted(glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
     cuda = sorted(glob.glob(os.path.join("csrc", "cuda", "*.cu")))
-    cxx = ["-O3", "-std=c++20", "-fvisibility=hidden"]
+    # -fopenmp: ATen's at::parallel_for is an inline OpenMP loop in torch's headers, so the
+    # extension itself must be compiled with OpenMP or every kernel runs on one thread.
+    cxx = ["-O3", "-std=c++20", "-fvisibility=hidden", "-fopenmp"]
     if os.environ.get("LGF_DEBUG", "") == "1":
-        cxx = ["-O0", "-g", "-std=c++20"]
+        cxx = ["-O0", "-g", "-std=c++20", "-fopenmp"]
+    link = ["-fopenmp"]
     define_macros = []
     include_dirs = [os.path.join(ROOT, "csrc")]
     if cuda_home is not None and cuda:
@@ -79,6 +82,7 @@ def extensions():
                 include_dirs=include_dirs,
                 define_macros=define_macros + [("LGF_WITH_CUDA", None)],
                 extra_compile_args={"cxx": cxx, "nvcc": nvcc},
+                extra_link_args=link,
             )
         ]
     log(f"building CPU kernels ({len(common + cpu)} .cpp files)")
@@ -89,6 +93,7 @@ def extensions():
             include_dirs=include_dirs,
             define_macros=define_macros,
             extra_compile_args={"cxx": cxx},
+            extra_link_args=link,
         )
     ]
 

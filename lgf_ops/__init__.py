@@ -58,8 +58,8 @@ def _default_backend():
 
 def resolve_backend(backend, device):
     """Map a requested backend name and a device to the backend that will run."""
-    if backend is None:
-        backend = _default_backend()
+    if backend is None or backend == "auto":
+        backend = _default_backend()  # LGF_BACKEND, or "auto" when it is unset
     if backend not in BACKENDS:
         raise ValueError(f"lgf_fused: backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
@@ -92,7 +92,8 @@ def lgf_fused(x, weight, bias, g, gate, gamma, *, backend=None):
         x: (N, C, H, W) input, NCHW-contiguous, channels_last or any strides.
         weight: (C, 1, 3, 3) depthwise filter. bias: (C,). g: (N, C) global context.
         gate: (6, C) rows a_l, b_l, c_l, a_g, b_g, c_g. gamma: (C,) residual scale.
-        backend: "auto" (default, or $LGF_BACKEND), "cpp", "cuda", "triton" or "reference".
+        backend: "auto" (the default: $LGF_BACKEND if set, else the best available for x's
+            device), "cpp", "cuda", "triton" or "reference".
     """
     check_inputs(x, weight, bias, g, gate, gamma)
     name = resolve_backend(backend, x.device)

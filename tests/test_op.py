@@ -253,6 +253,8 @@ def test_backend_selection_and_errors(monkeypatch):
             lgf_ops.lgf_fused(*inputs, backend="cuda")
     monkeypatch.setenv("LGF_BACKEND", "reference")
     assert lgf_ops.resolve_backend(None, inputs[0].device) == "reference"
+    assert lgf_ops.resolve_backend("auto", inputs[0].device) == "reference"  # modules pass "auto"
+    assert lgf_ops.resolve_backend("cpp", inputs[0].device) == "cpp"  # an explicit choice wins
     monkeypatch.setenv("LGF_BACKEND", "nonsense")
     with pytest.raises(ValueError, match="LGF_BACKEND"):
         lgf_ops.lgf_fused(*inputs)

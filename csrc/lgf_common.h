@@ -20,6 +20,26 @@ at::ScalarType acc_type_of(const at::Tensor& x);
 // NCHW-contiguous); mirrors lgf_ops._cpp.output_memory_format.
 bool use_channels_last(const at::Tensor& x);
 
+// The small parameter tensors converted once to the compute dtype and made contiguous, for a
+// kernel launch. view<View, T>() builds a backend's parameter view (an aggregate whose fields
+// start with the pointers w (C, 9), bias (C), gate (6, C), gamma (C), g (N, C) and then C).
+struct ParamTensors {
+  at::Tensor w, bias, gate, gamma, g;
+  ParamTensors(const at::Tensor& weight, const at::Tensor& bias_, const at::Tensor& g_, const at::Tensor& gate_,
+               const at::Tensor& gamma_, at::ScalarType acc)
+      : w(weight.to(acc).contiguous()),
+        bias(bias_.to(acc).contiguous()),
+        gate(gate_.to(acc).contiguous()),
+        gamma(gamma_.to(acc).contiguous()),
+        g(g_.to(acc).contiguous()) {}
+
+  template <template <typename> class View, typename T>
+  View<T> view() const {
+    return {w.const_data_ptr<T>(),     bias.const_data_ptr<T>(), gate.const_data_ptr<T>(),
+            gamma.const_data_ptr<T>(), g.const_data_ptr<T>(),    bias.size(0)};
+  }
+};
+
 // Turns per-(n, c) partial sums (N, C, NUM_SLOTS) in the compute dtype into the gradients of
 // (weight, bias, g, gate, gamma), in a fixed order of plain tensor ops (deterministic on both
 // devices). Parameter gradients come back in weight's dtype, dg in g's dtype.

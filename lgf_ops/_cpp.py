@@ -6,6 +6,15 @@ torch.compile and autograd need: shape-only fake kernels, the backward formula, 
 """
 import torch
 
+from ._fake import (  # noqa: F401  (output_memory_format is part of this module's API)
+    fused_backward_fake,
+    fused_forward_fake,
+    no_double_backward,
+    no_setup,
+    output_memory_format,
+    save_inputs,
+)
+
 try:
     from . import _C  # noqa: F401  (loading it runs the TORCH_LIBRARY registrations)
 
@@ -33,47 +42,13 @@ def has_cuda_kernel():
     return _has_kernel("CUDA")
 
 
-def output_memory_format(x):
-    """Layout of y and dx: channels_last when x is (and not also plain-contiguous), else NCHW."""
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        return torch.channels_last
-    return torch.contiguous_format
-
-
 if _C is not None:
-
-    @torch.library.register_fake("lgf::fused_forward")
-    def _fused_forward_fake(x, weight, bias, g, gate, gamma):
-        return torch.empty_like(x, memory_format=output_memory_format(x))
-
-    @torch.library.register_fake("lgf::fused_backward")
-    def _fused_backward_fake(dy, x, weight, bias, g, gate, gamma):
-        dx = torch.empty_like(x, memory_format=output_memory_format(x))
-        return (
-            dx,
-            torch.empty_like(weight, memory_format=torch.contiguous_format),
-            torch.empty_like(bias, memory_format=torch.contiguous_format),
-            torch.empty_like(g, memory_format=torch.contiguous_format),
-            torch.empty_like(gate, memory_format=torch.contiguous_format),
-            torch.empty_like(gamma, memory_format=torch.contiguous_format),
-        )
-
-    def _setup_context(ctx, inputs, output):
-        ctx.save_for_backward(*inputs)  # only the inputs: backward recomputes l
+    torch.library.register_fake("lgf::fused_forward")(fused_forward_fake)
+    torch.library.register_fake("lgf::fused_backward")(fused_backward_fake)
 
     def _backward(ctx, dy):
         x, weight, bias, g, gate, gamma = ctx.saved_tensors
         return torch.ops.lgf.fused_backward(dy, x, weight, bias, g, gate, gamma)
 
-    torch.library.register_autograd("lgf::fused_forward", _backward, setup_context=_setup_context)
-
-    def _no_double_backward(ctx, *grads):
-        raise NotImplementedError(
-            "lgf_fused: double backward (gradients of gradients) is not implemented; "
-            "use backend='reference' if you need it"
-        )
-
-    def _no_setup(ctx, inputs, output):
-        pass
-
-    torch.library.register_autograd("lgf::fused_backward", _no_double_backward, setup_context=_no_setup)
+    torch.library.register_autograd("lgf::fused_forward", _backward, setup_context=save_inputs)
+    torch.library.register_autograd("lgf::fused_backward", no_double_backward, setup_context=no_setup)

@@ -34,7 +34,7 @@ try:
 except ImportError as e:  # lgf_ops treats this ImportError as "triton backend unavailable"
     raise ImportError(f"lgf_ops.triton_kernels needs the 'triton' package: {e}") from e
 
-from ._cpp import output_memory_format
+from ._fake import output_memory_format
 
 # Slots of the partial sums (same numbering as csrc/lgf_math.h PartialSlot).
 S_MIX, S_TSG, S_DZL, S_DZG, S_DZL_L, S_DZG_L, S_DL, S_DW0, NUM_SLOTS = 0, 1, 2, 3, 4, 5, 6, 7, 16

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from . import triton_kernels as _k  # raises ImportError without triton
-from ._cpp import output_memory_format
+from ._fake import fused_backward_fake, fused_forward_fake, no_double_backward, no_setup, save_inputs
 from ._validate import check_inputs
 from .flops import register_flop_formulas
 
@@ -26,9 +26,7 @@ def fused_forward(x: Tensor, weight: Tensor, bias: Tensor, g: Tensor, gate: Tens
     return _k.lgf_forward(x, weight, bias, g, gate, gamma)
 
 
-@fused_forward.register_fake
-def _fused_forward_fake(x, weight, bias, g, gate, gamma):
-    return torch.empty_like(x, memory_format=output_memory_format(x))
+fused_forward.register_fake(fused_forward_fake)
 
 
 @torch.library.custom_op("lgf_triton::fused_backward", mutates_args=())
@@ -38,20 +36,7 @@ def fused_backward(
     return _k.lgf_backward(dy, x, weight, bias, g, gate, gamma)
 
 
-@fused_backward.register_fake
-def _fused_backward_fake(dy, x, weight, bias, g, gate, gamma):
-    return (
-        torch.empty_like(x, memory_format=output_memory_format(x)),
-        torch.empty_like(weight, memory_format=torch.contiguous_format),
-        torch.empty_like(bias, memory_format=torch.contiguous_format),
-        torch.empty_like(g, memory_format=torch.contiguous_format),
-        torch.empty_like(gate, memory_format=torch.contiguous_format),
-        torch.empty_like(gamma, memory_format=torch.contiguous_format),
-    )
-
-
-def _setup_context(ctx, inputs, output):
-    ctx.save_for_backward(*inputs)  # only the inputs: the backward recomputes l
+fused_backward.register_fake(fused_backward_fake)
 
 
 def _backward(ctx, dy):
@@ -59,21 +44,8 @@ def _backward(ctx, dy):
     return fused_backward(dy, x, weight, bias, g, gate, gamma)
 
 
-fused_forward.register_autograd(_backward, setup_context=_setup_context)
-
-
-def _no_double_backward(ctx, *grads):
-    raise NotImplementedError(
-        "lgf_fused (triton backend): double backward (gradients of gradients) is not implemented; "
-        "use backend='reference' if you need it"
-    )
-
-
-def _no_setup(ctx, inputs, output):
-    pass
-
-
-fused_backward.register_autograd(_no_double_backward, setup_context=_no_setup)
+fused_forward.register_autograd(_backward, setup_context=save_inputs)
+fused_backward.register_autograd(no_double_backward, setup_context=no_setup)
 
 register_flop_formulas()  # FlopCounterMode sees the lgf_triton ops from now on
 

@@ -26,7 +26,7 @@ void backward_nchw(const at::Tensor& dy, const at::Tensor& x, const ParamTensors
   const auto X = strided4<scalar_t>(x);
   const auto DY = strided4<scalar_t>(dy);
   const auto DX = strided4<scalar_t>(dx);
-  const ChannelParams<T> P = params.view<T>();
+  const ChannelParams<T> P = params.view<ChannelParams, T>();
   const RowKernels<T>& K = row_kernels<T>();
   T* part = partials.data_ptr<T>();
   at::parallel_for(0, N * C, 1, [&](int64_t begin, int64_t end) {
@@ -74,7 +74,7 @@ void backward_nhwc(const at::Tensor& dy, const at::Tensor& x, const ParamTensors
   const auto X = strided4<scalar_t>(x);
   const auto DY = strided4<scalar_t>(dy);
   const auto DX = strided4<scalar_t>(dx);
-  const ChannelParams<T> P = params.view<T>();
+  const ChannelParams<T> P = params.view<ChannelParams, T>();
   const RowKernels<T>& K = row_kernels<T>();
   T* part = partials.data_ptr<T>();
   at::parallel_for(0, N * nCB * nHB, 1, [&](int64_t begin, int64_t end) {

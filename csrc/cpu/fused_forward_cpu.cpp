@@ -22,7 +22,7 @@ void forward_nchw(const at::Tensor& x, const ParamTensors& params, at::Tensor& y
   const int64_t Wp = round_up(W, kRowAlign), Lp = Wp + 2;
   const auto X = strided4<scalar_t>(x);
   const auto Y = strided4<scalar_t>(y);
-  const ChannelParams<T> P = params.view<T>();
+  const ChannelParams<T> P = params.view<ChannelParams, T>();
   const RowKernels<T>& K = row_kernels<T>();
   at::parallel_for(0, N * C, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> buf(3 * Lp + Wp, T(0));
@@ -48,7 +48,7 @@ void forward_nhwc(const at::Tensor& x, const ParamTensors& params, at::Tensor& y
   const int64_t nCB = (C + kBlockC - 1) / kBlockC, nHB = (H + kBlockH - 1) / kBlockH;
   const auto X = strided4<scalar_t>(x);
   const auto Y = strided4<scalar_t>(y);
-  const ChannelParams<T> P = params.view<T>();
+  const ChannelParams<T> P = params.view<ChannelParams, T>();
   const RowKernels<T>& K = row_kernels<T>();
   at::parallel_for(0, N * nCB * nHB, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {

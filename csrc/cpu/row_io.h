@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cpu/row_kernels.h"
+#include "lgf_common.h"
 
 namespace lgf {
 namespace cpu {
@@ -158,23 +159,6 @@ struct BlockCoefStorage {
     }
     coef = BlockCoef<T>{w, w_rot, rest, rest + Cp, rest + 2 * Cp, rest + 3 * Cp, rest + 4 * Cp, rest + 5 * Cp,
                         rest + 6 * Cp};
-  }
-};
-
-// The small parameter tensors converted once to the compute dtype and made contiguous.
-struct ParamTensors {
-  at::Tensor w, bias, gate, gamma, g;
-  ParamTensors(const at::Tensor& weight, const at::Tensor& bias_, const at::Tensor& g_, const at::Tensor& gate_,
-               const at::Tensor& gamma_, at::ScalarType acc)
-      : w(weight.to(acc).contiguous()),
-        bias(bias_.to(acc).contiguous()),
-        gate(gate_.to(acc).contiguous()),
-        gamma(gamma_.to(acc).contiguous()),
-        g(g_.to(acc).contiguous()) {}
-  template <typename T>
-  ChannelParams<T> view() const {
-    return {w.const_data_ptr<T>(), bias.const_data_ptr<T>(), gate.const_data_ptr<T>(), gamma.const_data_ptr<T>(),
-            g.const_data_ptr<T>(), bias.size(0)};
   }
 };
 

@@ -53,11 +53,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
       T* wsp = ws.mutable_data_ptr<T>();
       if (cl) {
         backward_nhwc_kernel<scalar_t, T><<<plan.grid(), kThreads, 0, stream>>>(
-            dyp, sdy, xp, sx, dxp, sdx, params.view<T>(), wsp, H, W, plan);
+            dyp, sdy, xp, sx, dxp, sdx, params.view<DevParams, T>(), wsp, H, W, plan);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       } else {
         backward_nchw_kernel<scalar_t, T><<<plan.grid(), kThreads, 0, stream>>>(
-            dyp, sdy, xp, sx, dxp, sdx, params.view<T>(), wsp, H, W, plan);
+            dyp, sdy, xp, sx, dxp, sdx, params.view<DevParams, T>(), wsp, H, W, plan);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       }
     });

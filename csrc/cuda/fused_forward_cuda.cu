@@ -37,11 +37,11 @@ at::Tensor fused_forward_cuda(const at::Tensor& x, const at::Tensor& weight, con
     const LaunchPlan plan = forward_plan<T>(cl, N, C, H, W);
     if (cl) {
       forward_nhwc_kernel<scalar_t, T>
-          <<<plan.grid(), kThreads, 0, stream>>>(xp, sx, yp, sy, params.view<T>(), H, W, plan);
+          <<<plan.grid(), kThreads, 0, stream>>>(xp, sx, yp, sy, params.view<DevParams, T>(), H, W, plan);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     } else {
       forward_nchw_kernel<scalar_t, T>
-          <<<plan.grid(), kThreads, 0, stream>>>(xp, sx, yp, sy, params.view<T>(), H, W, plan);
+          <<<plan.grid(), kThreads, 0, stream>>>(xp, sx, yp, sy, params.view<DevParams, T>(), H, W, plan);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
   });

@@ -61,6 +61,33 @@ def atomic_torch_save(obj, path):
     _fsync_dir(directory)
 
 
+def atomic_copy(src, dst):
+    """Makes `dst` hold the bytes of `src` atomically: a hard link (no copy) when the filesystem
+    allows it, else a copy; either way through a temp name and os.replace. Later replacing `src`
+    (os.replace makes a new file) leaves `dst` untouched."""
+    import shutil
+
+    directory = os.path.dirname(os.path.abspath(dst))
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + os.path.basename(dst) + ".", suffix=".tmp", dir=directory)
+    os.close(fd)
+    os.remove(tmp)
+    try:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, dst)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(directory)
+
+
 def remove_stale_temp_files(directory):
     """Deletes temp files that a killed writer left behind. Returns their names."""
     removed = []
@@ -96,7 +123,8 @@ def primitive_args(args) -> dict:
     for k, v in items:
         if isinstance(v, (str, int, float, bool)) or v is None:
             out[k] = v
-        elif isinstance(v, (list, tuple)) and all(isinstance(x, (str, int, float, bool)) or x is None for x in v):
+        elif isinstance(v, (list, tuple)) and all(
+                isinstance(x, (str, int, float, bool)) or x is None for x in v):
             out[k] = list(v)
     return out
 

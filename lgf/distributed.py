@@ -110,6 +110,15 @@ def broadcast_object(obj, src: int = 0):
     return box[0]
 
 
+def broadcast_buffers(module, src: int = 0):
+    """Copies src's buffers (e.g. BatchNorm running statistics, which DDP ranks update from their
+    own batches) to every rank, so that all ranks evaluate the same network."""
+    if not is_dist():
+        return
+    for buf in module.buffers():
+        dist.broadcast(buf.data, src=src)
+
+
 def all_true(flag: bool, device: torch.device) -> bool:
     """True when flag is True on every rank (a collective: every rank must call it)."""
     if not is_dist():

@@ -10,7 +10,6 @@ import time
 import torch
 
 from . import distributed as du
-from .ema import unwrap
 
 # --mode -> `block` argument of lgf.models.build_retinanet
 MODES = {
@@ -22,7 +21,7 @@ MODES = {
 }
 
 # Arguments that define the network: a resumed run must use the same values.
-MODEL_ARGS = ("mode", "backbone", "insert_level", "gate", "num_classes", "img_size")
+MODEL_ARGS = ("mode", "backbone", "insert_level", "gate", "num_classes", "img_size", "anchor_sizes")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -31,6 +30,18 @@ class NonFiniteLossError(FloatingPointError):
 
 def _get(args, key, default=None):
     return args.get(key, default) if isinstance(args, dict) else getattr(args, key, default)
+
+
+def anchor_generator(sizes):
+    """RetinaNet anchors with base sizes `sizes` (one per FPN level P3..P7), 3 scales per octave
+    and aspect ratios 0.5, 1, 2, as torchvision's default (which is sizes 32, 64, 128, 256, 512)."""
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+
+    sizes = [int(s) for s in sizes]
+    if len(sizes) != 5 or min(sizes) < 1:
+        raise ValueError(f"anchor sizes need 5 positive values (P3..P7), got {sizes}")
+    return AnchorGenerator(tuple((s, int(s * 2 ** (1 / 3)), int(s * 2 ** (2 / 3))) for s in sizes),
+                           ((0.5, 1.0, 2.0),) * 5)
 
 
 def model_kwargs(args) -> dict:
@@ -42,7 +53,7 @@ def model_kwargs(args) -> dict:
     if not num_classes:
         raise ValueError("num_classes must be set (derive it from the annotation file)")
     img_size = int(_get(args, "img_size") or 640)
-    return {
+    kwargs = {
         "backbone": _get(args, "backbone", "resnet50"),
         "block": MODES[mode],
         "insert_level": _get(args, "insert_level", "C3"),
@@ -54,6 +65,9 @@ def model_kwargs(args) -> dict:
         "max_size": img_size,
         "score_thresh": float(_get(args, "score_thresh", 0.05)),
     }
+    if _get(args, "anchor_sizes"):
+        kwargs["anchor_generator"] = anchor_generator(_get(args, "anchor_sizes"))
+    return kwargs
 
 
 def build_model(args, **overrides):

@@ -159,3 +159,25 @@ def evaluate_checkpoint(ckpt_path, val_img, val_ann, use_ema=True, batch_size=4,
     if output_json:
         write_metrics_json(metrics, output_json)
     return metrics
+
+
+def main(argv=None):
+    """`python -m train.evaluate` / console-script entry point; prints the metrics as JSON."""
+    import sys
+
+    from .checkpoint import CheckpointError
+    from .data import DatasetError
+    from .options import build_eval_parser
+
+    args = build_eval_parser().parse_args(argv)
+    try:
+        metrics = evaluate_checkpoint(
+            args.checkpoint, args.val_img, args.val_ann, use_ema=not args.no_ema,
+            batch_size=args.batch_size, device=args.device, workers=args.workers,
+            max_images=args.max_images or None, output_json=args.output_json,
+            progress=True, verbose=not args.quiet)
+    except (DatasetError, CheckpointError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    print(json.dumps(metrics, indent=2))
+    return 0

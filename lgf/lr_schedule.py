@@ -36,6 +36,7 @@ def build_scheduler(optimizer, total_steps, schedule="cosine", warmup_steps=0, w
     milestones = tuple(int(m) for m in milestones)
 
     def factor(step):
-        return lr_factor(step, total_steps, schedule, warmup_steps, warmup_factor, milestones, gamma, min_ratio)
+        return lr_factor(step, total_steps, schedule, warmup_steps, warmup_factor, milestones, gamma,
+                         min_ratio)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

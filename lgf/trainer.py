@@ -13,8 +13,9 @@ import numpy as np
 import torch
 
 from . import distributed as du
-from .checkpoint import (FORMAT_VERSION, CheckpointError, atomic_torch_save, capture_rng_state,
-                         load_checkpoint, primitive_args, remove_stale_temp_files, restore_rng_state)
+from .checkpoint import (FORMAT_VERSION, CheckpointError, atomic_copy, atomic_torch_save,
+                         capture_rng_state, load_checkpoint, primitive_args, remove_stale_temp_files,
+                         restore_rng_state)
 from .data import CocoDetection, DatasetError, build_transforms, generate_synthetic_coco, make_loader
 from .ema import ModelEMA, unwrap
 from .engine import (MODEL_ARGS, NonFiniteLossError, TrainState, build_model, build_optimizer,
@@ -44,13 +45,12 @@ def resolve_data(args, info):
     flags = (args.train_img, args.train_ann, args.val_img, args.val_ann)
     if not any(flags):
         root = args.synthetic_dir or os.path.join(args.output_dir, "synthetic_data")
+        spec = dict(num_train=args.synthetic_train, num_val=args.synthetic_val,
+                    image_size=args.synthetic_size, seed=0)
         if info.is_main:
-            paths = generate_synthetic_coco(root, num_train=args.synthetic_train,
-                                            num_val=args.synthetic_val, image_size=args.synthetic_size,
-                                            seed=0)
+            generate_synthetic_coco(root, **spec)
         du.barrier()
-        paths = generate_synthetic_coco(root, num_train=args.synthetic_train, num_val=args.synthetic_val,
-                                        image_size=args.synthetic_size, seed=0)
+        paths = generate_synthetic_coco(root, **spec)  # the other ranks find it made
         args.train_img, args.train_ann = paths["train_img"], paths["train_ann"]
         args.val_img, args.val_ann = paths["val_img"], paths["val_ann"]
         if args.img_size is None:
@@ -126,6 +126,8 @@ class Trainer:
             self.val_loader = make_loader(self.val_set, a.eval_batch_size or a.batch_size, train=False,
                                           rank=info.rank, world_size=info.world_size, workers=a.workers)
 
+        if a.sync_bn and info.distributed and self.device.type != "cuda":
+            raise ValueError("--sync-bn needs CUDA devices (SyncBatchNorm has no CPU implementation)")
         model = build_model(a).to(self.device)
         if a.sync_bn and info.distributed:
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -162,6 +164,10 @@ class Trainer:
                 return
         ckpt = load_checkpoint(path)
         check_resume_compatible(ckpt["args"], a, path)
+        saved_world = int(ckpt.get("world_size") or 1)
+        if saved_world != self.info.world_size and ckpt.get("iter_in_epoch") and self.info.is_main:
+            warnings.warn(f"{path} was written by {saved_world} processes and this run has "
+                          f"{self.info.world_size}: the rest of the interrupted epoch sees other images")
         unwrap(self.model).load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -210,15 +216,17 @@ class Trainer:
         if self.info.is_main:
             ckpt = self._checkpoint(metrics)
             ckpt["rng"] = rng
-            atomic_torch_save(ckpt, os.path.join(self.args.output_dir, "last.pt"))
+            last = os.path.join(self.args.output_dir, "last.pt")
+            atomic_torch_save(ckpt, last)
             if is_best:
-                atomic_torch_save(ckpt, os.path.join(self.args.output_dir, "best.pt"))
+                atomic_copy(last, os.path.join(self.args.output_dir, "best.pt"))
         du.barrier()
 
     # ---- evaluation --------------------------------------------------------------------------
     def evaluate(self):
         a = self.args
         net = self.ema.module if self.ema is not None else unwrap(self.model)
+        du.broadcast_buffers(net)
         metrics = evaluate(net, self.val_loader, self.val_set.coco, self.train_set.label_to_cat_id,
                            self.device, progress=not a.no_progress and self.info.is_main)
         metrics = dict(metrics)
@@ -287,8 +295,9 @@ class Trainer:
             if info.is_main:
                 self.logger.write_csv()
                 self.logger.plot()
+            note = " [stopped by --max-iters]" if stopped and st.epoch < a.epochs else ""
             _say(f"epoch {st.epoch}/{a.epochs} step {st.step} loss {out.get('loss', float('nan')):.4f} "
-                 f"({out['time']:.1f}s)" + (" [stopped by --max-iters]" if stopped else ""), info)
+                 f"({out['time']:.1f}s){note}", info)
         summary = {
             "output_dir": os.path.abspath(a.output_dir),
             "epochs_done": st.epoch, "iter_in_epoch": st.iter_in_epoch, "step": st.step,

@@ -1,30 +1,14 @@
-"""Evaluate a checkpoint with pycocotools: `python -m train.evaluate CKPT --val-img D --val-ann J`.
+"""Evaluate a checkpoint with pycocotools:
 
-Prints the COCO summary and the metric dict as JSON (also written to --output-json).
+    python -m train.evaluate runs/train/best.pt --val-img D/images --val-ann D/val.json \
+        [--no-ema] [--batch-size 4] [--device cpu] [--output-json metrics.json]
+
+Prints pycocotools' summary and the metric dict as JSON (AP, AP50, AP75, AP_small/medium/large,
+AR1/10/100, AR_small/medium/large, per-class AP). Exit code 2 on bad input.
 """
-import json
 import sys
 
-from lgf.checkpoint import CheckpointError
-from lgf.data import DatasetError
-from lgf.evaluation import evaluate_checkpoint
-from lgf.options import build_eval_parser
-
-
-def main(argv=None):
-    args = build_eval_parser().parse_args(argv)
-    try:
-        metrics = evaluate_checkpoint(
-            args.checkpoint, args.val_img, args.val_ann, use_ema=not args.no_ema,
-            batch_size=args.batch_size, device=args.device, workers=args.workers,
-            max_images=args.max_images or None, output_json=args.output_json,
-            progress=True, verbose=not args.quiet)
-    except (DatasetError, CheckpointError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        return 2
-    print(json.dumps(metrics, indent=2))
-    return 0
-
+from lgf.evaluation import main
 
 if __name__ == "__main__":
     sys.exit(main())

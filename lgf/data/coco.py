@@ -69,11 +69,14 @@ def _check_coco_dict(data, ann_file, what):
         box = a.get("bbox")
         if not (isinstance(box, (list, tuple)) and len(box) == 4
                 and all(isinstance(v, (int, float)) for v in box)):
-            raise DatasetError(f"{what} {ann_file!r}: annotation {aid} needs 'bbox' = [x, y, w, h], got {box!r}")
+            raise DatasetError(f"{what} {ann_file!r}: annotation {aid} needs 'bbox' = [x, y, w, h], "
+                               f"got {box!r}")
         if a.get("image_id") not in image_ids:
-            raise DatasetError(f"{what} {ann_file!r}: annotation {aid} refers to unknown image_id {a.get('image_id')!r}")
+            raise DatasetError(f"{what} {ann_file!r}: annotation {aid} refers to unknown image_id "
+                               f"{a.get('image_id')!r}")
         if a.get("category_id") not in cat_ids:
-            raise DatasetError(f"{what} {ann_file!r}: annotation {aid} has unknown category_id {a.get('category_id')!r}")
+            raise DatasetError(f"{what} {ann_file!r}: annotation {aid} has unknown category_id "
+                               f"{a.get('category_id')!r}")
         if "area" not in a:  # pycocotools' evaluation reads it
             a["area"] = float(box[2]) * float(box[3])
         a.setdefault("iscrowd", 0)

@@ -115,4 +115,5 @@ setup(
     python_requires=">=3.9",
     install_requires=["torch>=2.4", "torchvision", "numpy", "pycocotools", "tqdm"],
     extras_require={"plot": ["matplotlib"], "triton": ["triton"], "test": ["pytest"]},
+    entry_points={"console_scripts": ["lgf-train = lgf.trainer:main", "lgf-eval = lgf.evaluation:main"]},
 )

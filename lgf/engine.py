@@ -11,13 +11,17 @@ import torch
 
 from . import distributed as du
 
-# --mode -> `block` argument of lgf.models.build_retinanet
+# --mode -> arguments of lgf.models.build_retinanet: a block inserted at --insert-level, or a
+# replacement of the FPN (neck). The order is the order of tables and the complexity report.
 MODES = {
-    "baseline": None,
-    "lgf": "lgf",
-    "lgf_paper": "lgf_paper",
-    "se": "se",
-    "cbam": "cbam",
+    "baseline": {},
+    "lgf": {"block": "lgf"},
+    "lgf_paper": {"block": "lgf_paper"},
+    "se": {"block": "se"},
+    "cbam": {"block": "cbam"},
+    "glmd": {"block": "glmd"},
+    "sie_fpn": {"neck": "sie_fpn"},
+    "asff": {"neck": "asff"},
 }
 
 # Arguments that define the network: a resumed run must use the same values.
@@ -55,7 +59,7 @@ def model_kwargs(args) -> dict:
     img_size = int(_get(args, "img_size") or 640)
     kwargs = {
         "backbone": _get(args, "backbone", "resnet50"),
-        "block": MODES[mode],
+        **MODES[mode],
         "insert_level": _get(args, "insert_level", "C3"),
         "num_classes": int(num_classes),
         "weights": None,
@@ -133,13 +137,16 @@ def _to_device(targets, device):
 
 def train_one_epoch(model, optimizer, scheduler, scaler, loader, device, state, *, epoch,
                     accum_steps=1, amp_dtype=None, clip_grad=0.0, ema=None, max_iters=0,
-                    iters_per_epoch=0, log_every=10, logger=None, progress=False, on_step=None):
+                    iters_per_epoch=0, log_every=10, logger=None, progress=False, on_step=None,
+                    regularizer=None):
     """Trains from state.iter_in_epoch to the end of the epoch (or until max_iters total steps).
 
     The loader's sampler must already skip the micro-batches of the steps done (mid-epoch resume).
     Losses of `accum_steps` micro-batches are averaged into one optimizer step. A non-finite loss
     on any rank raises NonFiniteLossError before anything is stepped. `on_step()` runs after each
-    optimizer step. Returns {"stopped": bool, "loss": mean loss, "steps": steps done, "time": s}.
+    optimizer step. `regularizer(model)`, if given, returns a scalar added to the loss (logged as
+    loss_feature_enhancement). Returns {"stopped": bool, "loss": mean loss, "steps": steps done,
+    "time": s}.
     """
     model.train()
     full_batches = len(loader) + state.iter_in_epoch * accum_steps  # loader was shortened on resume
@@ -169,6 +176,8 @@ def train_one_epoch(model, optimizer, scheduler, scaler, loader, device, state, 
         with sync:
             with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 loss_dict = model(images, targets)
+            if regularizer is not None:  # outside autocast: the weight statistics stay fp32
+                loss_dict["feature_enhancement"] = regularizer(model.module if is_ddp else model)
             loss = sum(loss_dict.values())
             loss_value = float(loss.detach())
             finite = math.isfinite(loss_value)

@@ -72,7 +72,7 @@ def build_train_parser():
     d.add_argument("--workers", type=_non_negative_int, default=2, help="DataLoader worker processes")
 
     m = p.add_argument_group("model")
-    m.add_argument("--mode", choices=sorted(MODES), default="lgf", help="block inserted before the FPN")
+    m.add_argument("--mode", choices=sorted(MODES), default="lgf", help="baseline, a block inserted before the FPN (lgf, lgf_paper, se, cbam, glmd) or an FPN replacement (sie_fpn, asff)")
     m.add_argument("--gate", choices=GATES, default="sigmoid", help="LGF gate variant (mode lgf)")
     m.add_argument("--insert-level", choices=INSERT_LEVELS, default="C3", help="backbone level of the block")
     m.add_argument("--backbone", choices=BACKBONES, default="resnet50")
@@ -115,6 +115,11 @@ def build_train_parser():
                    help="mixed precision (fp16 uses a GradScaler)")
     o.add_argument("--clip-grad", type=_non_negative_float, default=10.0,
                    help="max gradient norm (0 = no clipping)")
+    o.add_argument("--feature-enhancement", action="store_true",
+                   help="add the feature-enhancement regulariser to the loss: fe_lambda4 * sum ||W|| over "
+                        "layer4 convs - fe_lambda2 * sum var(W) over layer2 convs (any mode)")
+    o.add_argument("--fe-lambda4", type=_non_negative_float, default=1e-5)
+    o.add_argument("--fe-lambda2", type=_non_negative_float, default=1.0)
     o.add_argument("--ema", action="store_true", help="keep an EMA of the weights (evaluated and saved)")
     o.add_argument("--ema-decay", type=float, default=0.9998)
     o.add_argument("--ema-ramp", type=_positive_float, default=2000.0,

@@ -3,6 +3,7 @@
 Outputs in --output-dir: last.pt and best.pt (see lgf.checkpoint), eval/*.json (metrics of each
 evaluation), log.jsonl, metrics.csv, training_curves.png, and summary.json at the end.
 """
+import functools
 import os
 import random
 import sys
@@ -24,6 +25,7 @@ from .evaluation import evaluate, write_metrics_json
 from .logging_utils import RunLogger
 from .lr_schedule import build_scheduler
 from .options import build_train_parser
+from .regularizers import feature_enhancement_loss
 
 AMP_DTYPES = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -144,6 +146,10 @@ class Trainer:
         self.amp_dtype = AMP_DTYPES[a.amp]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=a.amp == "fp16")
         self.ema = ModelEMA(model, a.ema_decay, a.ema_ramp) if a.ema else None
+        self.regularizer = None
+        if getattr(a, "feature_enhancement", False):
+            self.regularizer = functools.partial(feature_enhancement_loss, lambda4=a.fe_lambda4,
+                                                 lambda2=a.fe_lambda2)
         self.state = TrainState()
         self.best = {"name": a.best_metric, "value": None, "epoch": None, "step": None}
         self.last_metrics = None
@@ -277,7 +283,8 @@ class Trainer:
                 st, epoch=st.epoch, accum_steps=a.accum_steps, amp_dtype=self.amp_dtype,
                 clip_grad=a.clip_grad, ema=self.ema, max_iters=a.max_iters,
                 iters_per_epoch=a.iters_per_epoch, log_every=a.log_every, logger=self.logger,
-                progress=not a.no_progress and info.is_main, on_step=on_step)
+                progress=not a.no_progress and info.is_main, on_step=on_step,
+                regularizer=self.regularizer)
             sampler.set_start(0)
             if out["epoch_done"] or st.iter_in_epoch >= self.spe:
                 st.epoch += 1

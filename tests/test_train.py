@@ -137,18 +137,18 @@ def test_options_smoke_accum_clip_step_schedule_bf16(tmp_path):
 
 
 def test_mode_mapping_builds_every_block():
-    assert MODES == {"baseline": None, "lgf": "lgf", "lgf_paper": "lgf_paper", "se": "se", "cbam": "cbam"}
+    assert list(MODES) == ["baseline", "lgf", "lgf_paper", "se", "cbam", "glmd", "sie_fpn", "asff"]
     base = {"backbone": "resnet18", "num_classes": 3, "img_size": 96, "insert_level": "C3"}
     kw = model_kwargs(dict(base, mode="lgf", gate="softmax"))
     assert kw["block"] == "lgf" and kw["gate"] == "softmax" and kw["min_size"] == kw["max_size"] == 96
     names = {}
-    for mode in MODES:
+    for mode in ("baseline", "lgf", "lgf_paper", "se", "cbam"):  # the peer modes: tests/test_peers.py
         model = build_model(dict(base, mode=mode))
         blk = getattr(model.backbone, "block", None)
         names[mode] = type(blk).__name__ if blk is not None else None
         assert model.transform.min_size == (96,) and model.transform.max_size == 96
         assert model.head.classification_head.num_classes == 3
-    assert names["baseline"] is None and len({v for v in names.values()}) == len(MODES)
+    assert names["baseline"] is None and len({v for v in names.values()}) == len(names)
     with pytest.raises(ValueError, match="unknown mode"):
         model_kwargs(dict(base, mode="nope"))
 
@@ -179,3 +179,26 @@ def test_resume_refuses_another_model(tmp_path, capsys):
     run(parse_args(args + ["--mode", "baseline"]))
     with pytest.raises(ValueError, match="trained with --mode baseline but this run has --mode lgf"):
         run(parse_args(args + ["--mode", "lgf", "--resume", "auto"]))
+
+
+@pytest.mark.parametrize("mode", ["glmd", "sie_fpn", "asff"])
+def test_peer_modes_train_and_evaluate(tmp_path, mode):
+    """Each comparison design trains a few iterations with a finite loss and evaluates."""
+    out = tmp_path / mode
+    summary = run(parse_args(_synthetic(tmp_path, out, "--mode", mode, "--epochs", "1", "--max-iters", "2",
+                                        "--score-thresh", "0")))
+    assert summary["step"] == 2
+    assert set(STAT_NAMES) <= set(summary["metrics"])
+    with open(out / "log.jsonl") as f:
+        losses = [r["loss"] for r in map(json.loads, f) if r.get("type") == "epoch" and "loss" in r]
+    assert losses and all(torch.isfinite(torch.tensor(v)) for v in losses)
+
+
+def test_feature_enhancement_regulariser_enters_the_loss(tmp_path):
+    out = tmp_path / "fe"
+    run(parse_args(_synthetic(tmp_path, out, "--mode", "baseline", "--epochs", "1", "--max-iters", "2",
+                              "--feature-enhancement", "--fe-lambda4", "1e-5", "--fe-lambda2", "1.0")))
+    with open(out / "log.jsonl") as f:
+        rows = [json.loads(line) for line in f]
+    fe = [r["loss_feature_enhancement"] for r in rows if "loss_feature_enhancement" in r]
+    assert fe and all(v != 0 and torch.isfinite(torch.tensor(v)) for v in fe)

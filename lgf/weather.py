@@ -1,0 +1,368 @@
+"""Synthetic weather corruptions (fog, rain, snow, night) for robustness evaluation sets.
+
+Small torch transforms of an RGB image tensor (3, H, W), float in [0, 1] (uint8 is accepted and
+converted), each with a severity 1..5 that scales its parameters and a torch.Generator for every
+random draw, so the same generator seed gives the same output. Pixel sizes (streak length, flake
+size, blur) scale with the image size (`_pixel_scale`), so a severity looks alike on a 400 px and a
+1700 px image. Image geometry is never changed: boxes stay valid as they are.
+
+- fog: haze blend toward a grey-white airlight, its density varying over the image with a smooth
+  random field (no depth map), plus a slight blur.
+- rain: sparse drops motion-blurred into slanted streaks (one random angle per image), blended as
+  light grey, over a slightly dimmed and blurred image.
+- snow: flakes of several sizes (soft discs) over a brightened, slightly washed-out image.
+- night: gamma darkening and exposure drop, a blue tint, sensor noise, and optional warm glows
+  (headlights / street lights).
+
+`make_weather_set` writes a COCO-style copy of a dataset (same file names, sizes and annotations)
+with one condition applied; each image's generator is seeded from (seed, condition, severity,
+image id), so the set is deterministic per seed and independent of the image order.
+"""
+import json
+import math
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "CONDITIONS", "SEVERITIES", "FORMAT_VERSION", "fog", "rain", "snow", "night", "apply_weather",
+    "image_seed", "make_weather_set", "make_weather_sets", "weather_set_dir", "parse_conditions",
+    "to_float_image", "to_uint8_hwc",
+]
+
+CONDITIONS = ("fog", "rain", "snow", "night")
+SEVERITIES = (1, 2, 3, 4, 5)
+FORMAT_VERSION = 1
+
+
+def _check_severity(severity):
+    if isinstance(severity, bool) or severity not in SEVERITIES:
+        raise ValueError(f"severity must be an integer in 1..5, got {severity!r}")
+    return int(severity) - 1
+
+
+def _level(values, severity):
+    return values[_check_severity(severity)]
+
+
+def to_float_image(image):
+    """(3, H, W) uint8 or float tensor -> float32 in [0, 1] (a new tensor)."""
+    if not torch.is_tensor(image) or image.dim() != 3 or image.shape[0] != 3:
+        shape = tuple(image.shape) if torch.is_tensor(image) else type(image).__name__
+        raise ValueError(f"image must be an RGB tensor of shape (3, H, W), got {shape}")
+    if image.dtype == torch.uint8:
+        return image.float().div(255.0)
+    if not image.is_floating_point():
+        raise ValueError(f"image must be uint8 or floating point, got {image.dtype}")
+    return image.float().clamp(0.0, 1.0)
+
+
+def to_uint8_hwc(image):
+    """float (3, H, W) in [0, 1] -> numpy uint8 (H, W, 3), rounded to nearest."""
+    return image.clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+
+
+def _pixel_scale(h, w):
+    """Size factor of pixel-sized effects: 1 for a ~512x512 image, clipped to [0.5, 3]."""
+    return float(min(3.0, max(0.5, math.sqrt(h * w) / 512.0)))
+
+
+def _gaussian_kernel1d(sigma):
+    radius = max(1, int(math.ceil(3.0 * sigma)))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+def _blur(x, sigma):
+    """Separable Gaussian blur of a (C, H, W) tensor, reflect padding; sigma <= 0 is a no-op."""
+    if sigma <= 0:
+        return x
+    k = _gaussian_kernel1d(sigma)
+    r = (k.numel() - 1) // 2
+    c = x.shape[0]
+    y = x.unsqueeze(0)
+    mode = "reflect" if min(x.shape[1], x.shape[2]) > r else "replicate"
+    y = F.conv2d(F.pad(y, (r, r, 0, 0), mode=mode), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    y = F.conv2d(F.pad(y, (0, 0, r, r), mode=mode), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    return y.squeeze(0)
+
+
+def _smooth_field(h, w, generator, cells=(3, 6, 12)):
+    """A smooth random field (1, H, W) in [0, 1]: octaves of bicubically upsampled uniform noise.
+
+    `cells` is the number of noise cells along the shorter side for each octave (coarse to fine,
+    amplitudes 1, 1/2, 1/4, ...)."""
+    field = torch.zeros(1, 1, h, w)
+    short = min(h, w)
+    for i, n in enumerate(cells):
+        gh = max(2, round(n * h / short))
+        gw = max(2, round(n * w / short))
+        noise = torch.rand(1, 1, gh, gw, generator=generator)
+        field += F.interpolate(noise, size=(h, w), mode="bicubic", align_corners=False) * 0.5 ** i
+    field = field[0]
+    lo, hi = field.min(), field.max()
+    return (field - lo) / (hi - lo).clamp_min(1e-6)
+
+
+def _uniform(generator, lo, hi):
+    return lo + (hi - lo) * float(torch.rand((), generator=generator))
+
+
+def _impulses(h, w, density, generator):
+    """(1, H, W): a value in [0.5, 1] at a `density` fraction of random pixels, 0 elsewhere."""
+    mask = torch.rand(1, h, w, generator=generator) < density
+    strength = 0.5 + 0.5 * torch.rand(1, h, w, generator=generator)
+    return mask.float() * strength
+
+
+def _line_kernel(length, angle):
+    """(1, 1, K, K) anti-aliased line of `length` px through the centre, `angle` rad from vertical;
+    peak value 1 (a single impulse becomes a streak of its own brightness)."""
+    k = int(length) | 1
+    c = (k - 1) / 2.0
+    kernel = torch.zeros(k, k)
+    for t in np.linspace(-c, c, 4 * k):
+        x = c + t * math.sin(angle)
+        y = c + t * math.cos(angle)
+        x0, y0 = int(math.floor(x)), int(math.floor(y))
+        fx, fy = x - x0, y - y0
+        for dx, dy, wgt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)),
+                            (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+            xi, yi = x0 + dx, y0 + dy
+            if 0 <= xi < k and 0 <= yi < k:
+                kernel[yi, xi] = max(float(kernel[yi, xi]), wgt)
+    return (kernel / kernel.max()).view(1, 1, k, k)
+
+
+# --------------------------------------------------------------------------------------------
+# the four conditions
+
+def fog(image, severity=3, generator=None):
+    """Haze toward a grey-white airlight with a spatially varying density, plus a slight blur."""
+    img = to_float_image(image)
+    _, h, w = img.shape
+    beta = _level((0.25, 0.38, 0.5, 0.62, 0.72), severity)
+    sigma = _level((0.0, 0.4, 0.7, 1.0, 1.3), severity) * _pixel_scale(h, w)
+    field = _smooth_field(h, w, generator)
+    haze = beta * (0.55 + 0.45 * field)
+    grey = _uniform(generator, 0.72, 0.9)
+    airlight = torch.tensor([0.97, 0.99, 1.0]).view(3, 1, 1) * grey
+    out = _blur(img, sigma) * (1.0 - haze) + airlight * haze
+    return out.clamp(0.0, 1.0)
+
+
+def rain(image, severity=3, generator=None):
+    """Slanted rain streaks (motion-blurred sparse drops) over a dimmed, slightly blurred image."""
+    img = to_float_image(image)
+    _, h, w = img.shape
+    s = _pixel_scale(h, w)
+    density = _level((0.0015, 0.0025, 0.004, 0.006, 0.008), severity)
+    length = _level((8, 11, 14, 18, 22), severity) * s
+    alpha = _level((0.45, 0.55, 0.62, 0.7, 0.78), severity)
+    dim = _level((0.94, 0.9, 0.86, 0.82, 0.78), severity)
+    sigma = _level((0.3, 0.5, 0.7, 0.9, 1.1), severity) * s
+    angle = math.radians(_uniform(generator, -20.0, 20.0))
+    drops = _impulses(h, w, density, generator)
+    kernel = _line_kernel(max(3, round(length)), angle)
+    pad = kernel.shape[-1] // 2
+    streaks = F.conv2d(drops.unsqueeze(0), kernel, padding=pad)[0].clamp(0.0, 1.0)
+    streaks = _blur(streaks, 0.5 * s)
+    a = (alpha * streaks).clamp(0.0, 1.0)
+    base = _blur(img, sigma) * dim
+    colour = torch.tensor([0.82, 0.84, 0.88]).view(3, 1, 1)
+    return (base * (1.0 - a) + colour * a).clamp(0.0, 1.0)
+
+
+def snow(image, severity=3, generator=None):
+    """Soft white flakes of several sizes over a brightened, washed-out image."""
+    img = to_float_image(image)
+    _, h, w = img.shape
+    s = _pixel_scale(h, w)
+    density = _level((0.0012, 0.002, 0.003, 0.0045, 0.006), severity)
+    bright = _level((0.06, 0.1, 0.15, 0.2, 0.26), severity)
+    flake_max = _level((0.7, 0.8, 0.88, 0.94, 1.0), severity)
+    flakes = torch.zeros(1, h, w)
+    # several flake sizes; smaller flakes are more numerous
+    for sigma, share in ((0.6, 0.45), (1.0, 0.3), (1.6, 0.17), (2.6, 0.08)):
+        sig = sigma * s
+        layer = _blur(_impulses(h, w, density * share, generator), sig) * (2.0 * math.pi * sig * sig)
+        flakes = torch.maximum(flakes, layer.clamp(0.0, 1.0))
+    # a soft halo around each flake
+    flakes = torch.maximum(flakes, _blur(flakes, 0.7 * s) * 0.8)
+    grey = img.mean(0, keepdim=True)
+    washed = img * 0.85 + grey * 0.15
+    base = washed * (1.0 - bright) + bright
+    a = (flake_max * flakes).clamp(0.0, 1.0)
+    return (base * (1.0 - a) + 0.97 * a).clamp(0.0, 1.0)
+
+
+def night(image, severity=3, generator=None, glow=True):
+    """Gamma darkening, lower exposure, blue tint, sensor noise, and (glow=True) 0-3 warm glows."""
+    img = to_float_image(image)
+    _, h, w = img.shape
+    gamma = _level((1.5, 1.8, 2.1, 2.4, 2.8), severity)
+    exposure = _level((0.7, 0.58, 0.47, 0.38, 0.3), severity)
+    noise_sigma = _level((0.008, 0.012, 0.018, 0.024, 0.03), severity)
+    tint = torch.tensor([0.78, 0.88, 1.12]).view(3, 1, 1)
+    out = img.pow(gamma) * exposure * tint
+    if glow:
+        n = int(torch.randint(0, 4, (), generator=generator))
+        yy = torch.arange(h, dtype=torch.float32).view(h, 1)
+        xx = torch.arange(w, dtype=torch.float32).view(1, w)
+        warm = torch.tensor([1.0, 0.85, 0.6]).view(3, 1, 1)
+        for _ in range(n):
+            cy, cx = _uniform(generator, 0, h - 1), _uniform(generator, 0, w - 1)
+            radius = _uniform(generator, 0.02, 0.05) * min(h, w)
+            strength = _uniform(generator, 0.35, 0.7)
+            blob = torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2.0 * radius * radius))
+            out = out + strength * blob * warm
+    noise = torch.randn(3, h, w, generator=generator) * noise_sigma
+    # luminance noise shared by the channels plus a smaller chroma part
+    out = out + noise.mean(0, keepdim=True) + 0.3 * noise
+    return out.clamp(0.0, 1.0)
+
+
+_TRANSFORMS = {"fog": fog, "rain": rain, "snow": snow, "night": night}
+
+
+def apply_weather(image, condition, severity=3, seed=None, generator=None):
+    """Applies one condition ("fog", "rain", "snow", "night") at severity 1..5.
+
+    Randomness: `generator` if given, else a generator seeded with `seed` (default 0).
+    Returns float32 (3, H, W) in [0, 1], the input's size.
+    """
+    if condition not in _TRANSFORMS:
+        raise ValueError(f"condition must be one of {CONDITIONS}, got {condition!r}")
+    _check_severity(severity)
+    if generator is None:
+        generator = torch.Generator().manual_seed(int(seed or 0))
+    return _TRANSFORMS[condition](image, severity, generator)
+
+
+def image_seed(seed, condition, severity, image_id):
+    """Seed of one image's generator, from (seed, condition, severity, image id) (64-bit)."""
+    if condition not in CONDITIONS:
+        raise ValueError(f"condition must be one of {CONDITIONS}, got {condition!r}")
+    key = [int(seed) % 2**32, CONDITIONS.index(condition), int(severity), int(image_id) % 2**32]
+    state = np.random.SeedSequence(key).generate_state(2, dtype=np.uint32)
+    return int(state[0]) << 31 | int(state[1]) >> 1
+
+
+def parse_conditions(text):
+    """'fog,rain' (or a list) -> a tuple of valid condition names, order kept, no duplicates."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    names = []
+    for item in items:
+        name = item.strip().lower()
+        if not name:
+            continue
+        if name not in CONDITIONS:
+            raise ValueError(f"--conditions: unknown condition {name!r}; expected some of {CONDITIONS}")
+        if name not in names:
+            names.append(name)
+    if not names:
+        raise ValueError(f"--conditions: no condition given; expected some of {CONDITIONS}")
+    return tuple(names)
+
+
+# --------------------------------------------------------------------------------------------
+# dataset copies
+
+def weather_set_dir(out_root, condition, severity):
+    """Folder of one condition's copy: OUT/<condition>-s<severity>."""
+    return os.path.join(out_root, f"{condition}-s{int(severity)}")
+
+
+def _save_image(array, path):
+    from PIL import Image
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    ext = os.path.splitext(path)[1].lower()
+    tmp = path + ".tmp" + ext
+    img = Image.fromarray(array, "RGB")
+    if ext in (".jpg", ".jpeg"):
+        img.save(tmp, format="JPEG", quality=95)
+    else:
+        img.save(tmp, format="PNG" if ext == ".png" else None)
+    os.replace(tmp, path)
+
+
+def make_weather_set(src_img, src_ann, out_root, condition, severity=3, seed=0, max_images=None,
+                     overwrite=False, progress=False):
+    """Writes a weather-corrupted COCO-style copy of a dataset; returns {"img_dir", "ann_file"}.
+
+    Layout: OUT/<condition>-s<severity>/images/<file_name> (same relative names, same sizes) and
+    OUT/<condition>-s<severity>/annotations.json: the source JSON with the same images,
+    annotations (boxes unchanged) and categories (`max_images` keeps the first N images by id and
+    their annotations). weather.json, written last, records the parameters: a copy that is
+    complete and was made with the same parameters is reused unless `overwrite`.
+    """
+    from .data import decode_image, load_coco_annotations
+
+    if condition not in CONDITIONS:
+        raise ValueError(f"condition must be one of {CONDITIONS}, got {condition!r}")
+    _check_severity(severity)
+    if not src_img or not os.path.isdir(src_img):
+        raise FileNotFoundError(f"--src-img: image directory not found: {src_img!r}")
+    coco = load_coco_annotations(src_ann, what="--src-ann annotation file")
+    data = coco.dataset
+    images = sorted(data["images"], key=lambda im: im["id"])
+    if max_images:
+        images = images[: int(max_images)]
+    keep = {im["id"] for im in images}
+    missing = [im["file_name"] for im in images if not os.path.isfile(os.path.join(src_img, im["file_name"]))]
+    if missing:
+        raise FileNotFoundError(f"--src-img {src_img!r} lacks {len(missing)} images listed in {src_ann!r}, "
+                                f"e.g. {missing[0]!r}")
+
+    out_dir = weather_set_dir(out_root, condition, severity)
+    img_dir = os.path.join(out_dir, "images")
+    ann_file = os.path.join(out_dir, "annotations.json")
+    meta_file = os.path.join(out_dir, "weather.json")
+    meta = {"format_version": FORMAT_VERSION, "condition": condition, "severity": int(severity),
+            "seed": int(seed), "src_img": os.path.abspath(src_img), "src_ann": os.path.abspath(src_ann),
+            "num_images": len(images)}
+    paths = {"img_dir": img_dir, "ann_file": ann_file}
+    if not overwrite and os.path.isfile(meta_file):
+        try:
+            with open(meta_file, "r", encoding="utf-8") as f:
+                if json.load(f) == meta and os.path.isfile(ann_file):
+                    return paths
+        except (OSError, json.JSONDecodeError):
+            pass
+    if os.path.isfile(meta_file):
+        os.remove(meta_file)
+
+    it = images
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(images, desc=f"{condition}-s{severity}", leave=False, dynamic_ncols=True, disable=None)
+    for im in it:
+        pil = decode_image(os.path.join(src_img, im["file_name"]))
+        tensor = torch.from_numpy(np.asarray(pil, dtype=np.uint8).copy()).permute(2, 0, 1)
+        gen = torch.Generator().manual_seed(image_seed(seed, condition, severity, im["id"]))
+        out = apply_weather(tensor, condition, severity, generator=gen)
+        _save_image(to_uint8_hwc(out), os.path.join(img_dir, im["file_name"]))
+
+    copy = {k: v for k, v in data.items() if k not in ("images", "annotations")}
+    info = dict(copy.get("info") or {})
+    info["weather"] = {k: v for k, v in meta.items() if k not in ("src_img",)}
+    copy["info"] = info
+    copy["images"] = images
+    copy["annotations"] = [a for a in data["annotations"] if a["image_id"] in keep]
+    for path, obj in ((ann_file, copy), (meta_file, meta)):
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f)
+        os.replace(tmp, path)
+    return paths
+
+
+def make_weather_sets(src_img, src_ann, out_root, conditions=CONDITIONS, severity=3, seed=0, **kwargs):
+    """`make_weather_set` for each condition; returns {condition: {"img_dir", "ann_file"}}."""
+    return {c: make_weather_set(src_img, src_ann, out_root, c, severity, seed, **kwargs)
+            for c in parse_conditions(conditions)}

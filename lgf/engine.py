@@ -10,6 +10,7 @@ import time
 import torch
 
 from . import distributed as du
+from .ema import unwrap
 
 # --mode -> arguments of lgf.models.build_retinanet: a block inserted at --insert-level, or a
 # replacement of the FPN (neck). The order is the order of tables and the complexity report.
@@ -177,7 +178,7 @@ def train_one_epoch(model, optimizer, scheduler, scaler, loader, device, state, 
             with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 loss_dict = model(images, targets)
             if regularizer is not None:  # outside autocast: the weight statistics stay fp32
-                loss_dict["feature_enhancement"] = regularizer(model.module if is_ddp else model)
+                loss_dict["feature_enhancement"] = regularizer(unwrap(model))
             loss = sum(loss_dict.values())
             loss_value = float(loss.detach())
             finite = math.isfinite(loss_value)

@@ -116,7 +116,7 @@ def evaluate(model, loader, coco_gt, label_to_cat_id, device, progress=False, ve
 
 
 def write_metrics_json(metrics, path):
-    """Writes metrics (plus anything JSON-able) to `path` atomically."""
+    """Writes `metrics` (any JSON-able object) to `path` atomically (temp file + os.replace)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:

@@ -21,6 +21,8 @@ import math
 import os
 from dataclasses import dataclass
 
+from .evaluation import write_metrics_json
+
 __all__ = [
     "REPORT_METRICS", "METRIC_LABELS", "SELECTIONS", "RunSpec", "plan_runs", "result_file", "read_result",
     "write_json_atomic", "mean_std", "aggregate", "format_value", "markdown_table", "weather_markdown_table",
@@ -96,12 +98,8 @@ def read_result(run_dir, select):
         return None
 
 
-def write_json_atomic(obj, path):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
+# The grid's run markers are written like the trainer's metric files: temp file + os.replace.
+write_json_atomic = write_metrics_json
 
 
 def _valid(v):

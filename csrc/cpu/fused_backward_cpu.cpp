@@ -14,9 +14,6 @@ namespace lgf {
 namespace cpu {
 namespace {
 
-constexpr int64_t kBlockC = 128;  // channels per NHWC tile (long contiguous runs of x and y)
-constexpr int64_t kBlockH = 8;   // rows per NHWC tile (fixed: it sets the reduction order)
-
 // partials: (N, C, NUM_SLOTS); one whole plane per task.
 template <typename scalar_t, typename T>
 void backward_nchw(const at::Tensor& dy, const at::Tensor& x, const ParamTensors& params, at::Tensor& dx,
@@ -70,18 +67,16 @@ template <typename scalar_t, typename T>
 void backward_nhwc(const at::Tensor& dy, const at::Tensor& x, const ParamTensors& params, at::Tensor& dx,
                    at::Tensor& partials) {
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  const int64_t nCB = (C + kBlockC - 1) / kBlockC, nHB = (H + kBlockH - 1) / kBlockH;
+  const NhwcTiling tiling(C, H);
   const auto X = strided4<scalar_t>(x);
   const auto DY = strided4<scalar_t>(dy);
   const auto DX = strided4<scalar_t>(dx);
   const ChannelParams<T> P = params.view<ChannelParams, T>();
   const RowKernels<T>& K = row_kernels<T>();
   T* part = partials.data_ptr<T>();
-  at::parallel_for(0, N * nCB * nHB, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, tiling.tasks(N), 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t n = task / (nCB * nHB), cbi = (task / nHB) % nCB, hbi = task % nHB;
-      const int64_t c0 = cbi * kBlockC, cb = std::min(kBlockC, C - c0), Cp = round_up(cb, kLanes);
-      const int64_t h0 = hbi * kBlockH, h1 = std::min(H, h0 + kBlockH);
+      const auto [n, hbi, c0, cb, Cp, h0, h1] = tiling.tile(task);
       const int64_t Lp = (W + 2) * Cp, Up = W * Cp;
       BlockCoefStorage<T> coef(P, n, c0, cb, Cp);
       std::vector<T> buf(6 * Lp + 3 * Up + 2 * NUM_SLOTS * Cp, T(0));
@@ -112,7 +107,7 @@ void backward_nhwc(const at::Tensor& dy, const at::Tensor& x, const ParamTensors
           store_block_row(out, cb, Cp, DX, n, c0, h - 1, W);
         }
       }
-      T* dst = part + (n * nHB + hbi) * NUM_SLOTS * C;
+      T* dst = part + (n * tiling.nHB + hbi) * NUM_SLOTS * C;
       for (int s = 0; s < NUM_SLOTS; ++s)
         for (int64_t cc = 0; cc < cb; ++cc) dst[s * C + c0 + cc] = acc[s * Cp + cc];
     }
@@ -135,8 +130,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     partials = at::zeros({N, C, NUM_SLOTS}, x.options().dtype(acc));
   } else {
     const ParamTensors params(weight, bias, g, gate, gamma, acc);
-    const int64_t nHB = (H + kBlockH - 1) / kBlockH;
-    partials = cl ? at::empty({N, nHB, NUM_SLOTS, C}, x.options().dtype(acc))
+    partials = cl ? at::empty({N, NhwcTiling(C, H).nHB, NUM_SLOTS, C}, x.options().dtype(acc))
                   : at::empty({N, C, NUM_SLOTS}, x.options().dtype(acc));
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "lgf_fused_backward_cpu", [&] {
       using T = acc_t<scalar_t>;

@@ -13,9 +13,6 @@ namespace lgf {
 namespace cpu {
 namespace {
 
-constexpr int64_t kBlockC = 128;  // channels per NHWC tile (long contiguous runs of x and y)
-constexpr int64_t kBlockH = 8;   // rows per NHWC tile
-
 template <typename scalar_t, typename T>
 void forward_nchw(const at::Tensor& x, const ParamTensors& params, at::Tensor& y) {
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
@@ -45,16 +42,14 @@ void forward_nchw(const at::Tensor& x, const ParamTensors& params, at::Tensor& y
 template <typename scalar_t, typename T>
 void forward_nhwc(const at::Tensor& x, const ParamTensors& params, at::Tensor& y) {
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  const int64_t nCB = (C + kBlockC - 1) / kBlockC, nHB = (H + kBlockH - 1) / kBlockH;
+  const NhwcTiling tiling(C, H);
   const auto X = strided4<scalar_t>(x);
   const auto Y = strided4<scalar_t>(y);
   const ChannelParams<T> P = params.view<ChannelParams, T>();
   const RowKernels<T>& K = row_kernels<T>();
-  at::parallel_for(0, N * nCB * nHB, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, tiling.tasks(N), 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t n = task / (nCB * nHB), cbi = (task / nHB) % nCB, hbi = task % nHB;
-      const int64_t c0 = cbi * kBlockC, cb = std::min(kBlockC, C - c0), Cp = round_up(cb, kLanes);
-      const int64_t h0 = hbi * kBlockH, h1 = std::min(H, h0 + kBlockH);
+      const auto [n, hbi, c0, cb, Cp, h0, h1] = tiling.tile(task);
       const int64_t Lp = (W + 2) * Cp;
       BlockCoefStorage<T> coef(P, n, c0, cb, Cp);
       std::vector<T> buf(3 * Lp + W * Cp, T(0));

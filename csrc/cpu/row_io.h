@@ -22,6 +22,33 @@ constexpr int64_t kRowAlign = 16;  // NCHW rows are padded to a multiple of the 
 
 inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
+// The channels_last tiling shared by the forward and the backward: one task per (n, block of
+// kBlockC channels, block of kBlockH rows). The blocks are fixed (not derived from the thread
+// count), so the backward's per-tile partial sums are reduced in the same order on any machine.
+struct NhwcTiling {
+  static constexpr int64_t kBlockC = 128;  // long contiguous runs of x and y per pixel
+  static constexpr int64_t kBlockH = 8;
+  int64_t C, H, nCB, nHB;
+  NhwcTiling(int64_t C_, int64_t H_)
+      : C(C_), H(H_), nCB((C_ + kBlockC - 1) / kBlockC), nHB((H_ + kBlockH - 1) / kBlockH) {}
+  int64_t tasks(int64_t N) const { return N * nCB * nHB; }
+
+  struct Tile {
+    int64_t n, hbi, c0, cb, Cp, h0, h1;  // channels [c0, c0 + cb) padded to Cp, rows [h0, h1)
+  };
+  Tile tile(int64_t task) const {
+    Tile t;
+    t.n = task / (nCB * nHB);
+    t.hbi = task % nHB;
+    t.c0 = ((task / nHB) % nCB) * kBlockC;
+    t.cb = std::min(kBlockC, C - t.c0);
+    t.Cp = round_up(t.cb, kLanes);
+    t.h0 = t.hbi * kBlockH;
+    t.h1 = std::min(H, t.h0 + kBlockH);
+    return t;
+  }
+};
+
 // Compute type: double for double tensors, float otherwise.
 template <typename scalar_t>
 using acc_t = std::conditional_t<std::is_same<scalar_t, double>::value, double, float>;

@@ -76,6 +76,24 @@ def test_every_simd_level_matches_reference(simd, layout, monkeypatch):
         pytest.skip(f"this CPU does not support {simd} (runs {torch.ops.lgf.cpu_simd()})")
     for shape in ((2, 13, 10, 19), (1, 130, 9, 37), (3, 5, 1, 1)):
         check_parity(make_inputs(*shape, layout=layout), TOL[torch.float32])
+    # widths on both sides of the 8- and 16-lane boundaries (edge vectors, masked tails)
+    for W in (2, 8, 9, 15, 16, 17, 24, 31, 32, 33, 48, 49):
+        check_parity(make_inputs(1, 3, 4, W, layout=layout), TOL[torch.float32])
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("simd", ["portable", "avx2", "avx512"])
+def test_saturated_gates_stay_finite(simd, layout, monkeypatch):
+    """Gate offsets c_l, c_g far beyond the exp clamps (|z| up to ~1e3): sigmoids saturate."""
+    monkeypatch.setenv("LGF_CPU_SIMD", simd)
+    if torch.ops.lgf.cpu_simd() != simd:
+        pytest.skip(f"this CPU does not support {simd} (runs {torch.ops.lgf.cpu_simd()})")
+    inputs = make_inputs(2, 19, 6, 21, layout=layout)
+    with torch.no_grad():
+        inputs[4][2].mul_(300.0)  # c_l
+        inputs[4][5].mul_(300.0)  # c_g
+    y, grads = check_parity(inputs, TOL[torch.float32])
+    assert torch.isfinite(y).all() and all(torch.isfinite(t).all() for t in grads)
 
 
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])

@@ -13,27 +13,38 @@ namespace lgf {
 namespace cpu {
 namespace {
 
+// One kernel call per plane. fp32/fp64 planes with unit column stride are read and written in
+// place; other dtypes and strides go through compute-type buffers of a block of rows (plus the
+// row above and below it), converted on the way in and out.
 template <typename scalar_t, typename T>
 void forward_nchw(const at::Tensor& x, const ParamTensors& params, at::Tensor& y) {
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  const int64_t Wp = round_up(W, kRowAlign), Lp = Wp + 2;
   const auto X = strided4<scalar_t>(x);
-  const auto Y = strided4<scalar_t>(y);
+  const auto Y = strided4<scalar_t>(y);  // contiguous (allocated so)
+  const bool in_place = std::is_same<scalar_t, T>::value && X.sW == 1;
+  const int64_t block = in_place ? H : std::min(H, std::max<int64_t>(1, 8192 / W));
   const ChannelParams<T> P = params.view<ChannelParams, T>();
   const RowKernels<T>& K = row_kernels<T>();
   at::parallel_for(0, N * C, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> buf(3 * Lp + Wp, T(0));
-    T* out = buf.data() + 3 * Lp;
-    auto slot = [&](int64_t h) { return buf.data() + ((h + 1) % 3) * Lp; };  // row h, h in [-1, H]
+    const std::vector<T> zeros(W, T(0));
+    std::vector<T> in(in_place ? 0 : (block + 2) * W), out(in_place ? 0 : block * W);
     for (int64_t plane = begin; plane < end; ++plane) {
       const int64_t n = plane / C, c = plane % C;
       const PlaneCoef<T> p = P.plane(n, c);
-      load_plane_row(X, n, c, -1, H, W, slot(-1));
-      load_plane_row(X, n, c, 0, H, W, slot(0));
-      for (int64_t h = 0; h < H; ++h) {
-        load_plane_row(X, n, c, h + 1, H, W, slot(h + 1));
-        K.nchw_forward(slot(h - 1), slot(h), slot(h + 1), p, out, Wp);
-        scatter(out, 1, W, Y.at(n, c, h, 0), Y.sW);
+      if (in_place) {
+        const T* x0 = reinterpret_cast<const T*>(X.at(n, c, 0, 0));
+        K.nchw_forward(x0, X.sH, H, zeros.data(), zeros.data(), W, p, reinterpret_cast<T*>(Y.at(n, c, 0, 0)), W);
+        continue;
+      }
+      for (int64_t h0 = 0; h0 < H; h0 += block) {
+        const int64_t rows = std::min(block, H - h0);
+        for (int64_t r = -1; r <= rows; ++r) {
+          if (h0 + r >= 0 && h0 + r < H) gather(X.at(n, c, h0 + r, 0), X.sW, W, in.data() + (r + 1) * W, 1);
+        }
+        const T* above = h0 > 0 ? in.data() : zeros.data();
+        const T* below = h0 + rows < H ? in.data() + (rows + 1) * W : zeros.data();
+        K.nchw_forward(in.data() + W, W, rows, above, below, W, p, out.data(), W);
+        for (int64_t r = 0; r < rows; ++r) scatter(out.data() + r * W, 1, W, Y.at(n, c, h0 + r, 0), 1);
       }
     }
   });

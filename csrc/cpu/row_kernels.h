@@ -9,7 +9,8 @@
 //   NCHW (one (n, c) plane at a time): a padded row holds Wp + 2 values, Wp = W rounded up;
 //     element [1 + w] is column w, elements [0] and [W + 1, Wp + 1] are zero.
 //     Wp is a multiple of 16 (the widest vector). Unpadded rows
-//     (y, dy, dx) hold Wp values; dy must be zero beyond W.
+//     (dy, dx) hold Wp values; dy must be zero beyond W. The forward instead reads unpadded
+//     rows of W contiguous values in place (the tensor itself when it can) and masks the edges.
 //   NHWC (one (n, h) row of a block of Cp channels, Cp a multiple of 16): a padded row holds
 //     (W + 2) * Cp values, pixel w at [(1 + w) * Cp]; pixels -1 and W and channels beyond the
 //     block's real channels are zero. Unpadded rows hold W * Cp values.
@@ -48,8 +49,11 @@ struct BlockCoef {
 
 template <typename T>
 struct RowKernels {
-  // y = forward(x) for one row.
-  void (*nchw_forward)(const T* r0, const T* r1, const T* r2, const PlaneCoef<T>& p, T* y, int64_t Wp);
+  // y = forward(x) for `rows` rows of one plane. Input row r (W contiguous values) is at x + r * xs;
+  // above / below are the rows just outside the block (zeros at the image border). Output row r
+  // (exactly W values written) goes to y + r * ys.
+  void (*nchw_forward)(const T* x, int64_t xs, int64_t rows, const T* above, const T* below, int64_t W,
+                       const PlaneCoef<T>& p, T* y, int64_t ys);
   // dl (padded) of one row; adds the row's partial sums into acc[NUM_SLOTS].
   void (*nchw_backward_dl)(const T* r0, const T* r1, const T* r2, const T* dy, const PlaneCoef<T>& p, T* dl,
                            T* acc, int64_t Wp);

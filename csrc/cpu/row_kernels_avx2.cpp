@@ -19,6 +19,15 @@ struct Vec8f {
   Vec8f(float x) : v(_mm256_set1_ps(x)) {}   // NOLINT: broadcast
   static Vec8f load(const float* p) { return Vec8f(_mm256_loadu_ps(p)); }
   void store(float* p) const { _mm256_storeu_ps(p, v); }
+  // Masked access: lanes outside the mask are not touched (they need not exist) and load as 0.
+  using Mask = __m256i;
+  static Mask lanes(int64_t lo, int64_t hi) {  // lanes [lo, hi)
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(lo)), lane),
+                               _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(hi)), lane));
+  }
+  static Vec8f load(const float* p, Mask m) { return Vec8f(_mm256_maskload_ps(p, m)); }
+  void store(float* p, Mask m) const { _mm256_maskstore_ps(p, m, v); }
 };
 
 inline Vec8f operator+(Vec8f a, Vec8f b) { return _mm256_add_ps(a.v, b.v); }
@@ -29,19 +38,27 @@ inline Vec8f operator-(Vec8f a) { return _mm256_xor_ps(a.v, _mm256_set1_ps(-0.0f
 
 inline Vec8f fmadd(Vec8f a, Vec8f b, Vec8f c) { return _mm256_fmadd_ps(a.v, b.v, c.v); }
 inline Vec8f vmin(Vec8f a, Vec8f b) { return _mm256_min_ps(a.v, b.v); }
-inline Vec8f vmax(Vec8f a, Vec8f b) { return _mm256_max_ps(a.v, b.v); }
-inline Vec8f round_nearest(Vec8f a) { return _mm256_round_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
 inline Vec8f rcp_estimate(Vec8f a) { return _mm256_rcp_ps(a.v); }
-// p * 2^n: build 2^n from its exponent bits (n + 127 stays in [63, 191]).
+// u is clamped below at -63 so that scale_pow2 stays in the normal range. Adding 1.5 * 2^23
+// rounds to an integer (current rounding mode, nearest) in two cheap adds.
+inline void round_split(Vec8f u, Vec8f& n, Vec8f& f) {
+  const Vec8f magic(12582912.0f);
+  u = _mm256_max_ps(u.v, _mm256_set1_ps(-63.0f));
+  n = (u + magic) - magic;
+  f = u - n;
+}
+// p * 2^n by adding n to p's exponent bits (p is in [0.7, 1.5], |n| <= 63: stays normal).
 inline Vec8f scale_pow2(Vec8f p, Vec8f n) {
-  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n.v), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(p.v, _mm256_castsi256_ps(e));
+  const __m256i e = _mm256_slli_epi32(_mm256_cvttps_epi32(n.v), 23);
+  return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p.v), e));
 }
 
 #include "cpu/simd_math.h"
 
 inline Vec8f lgf_exp(Vec8f a) { return exp_clamped(a); }
 inline void sigmoid_pair(Vec8f z1, Vec8f z2, Vec8f& s1, Vec8f& s2) { sigmoid_pair_fast(z1, z2, s1, s2); }
+inline Exp2GateCoef<Vec8f> prepare_forward(const lgf::GateCoef<Vec8f>& k) { return exp2_gate_coef(k); }
+inline Vec8f forward_point(Vec8f x, Vec8f l, const Exp2GateCoef<Vec8f>& k) { return forward_point_fast(x, l, k); }
 
 inline float hsum(Vec8f a) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));

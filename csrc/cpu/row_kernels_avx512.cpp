@@ -19,6 +19,13 @@ struct Vec16f {
   Vec16f(float x) : v(_mm512_set1_ps(x)) {}  // NOLINT: broadcast
   static Vec16f load(const float* p) { return Vec16f(_mm512_loadu_ps(p)); }
   void store(float* p) const { _mm512_storeu_ps(p, v); }
+  // Masked access: lanes outside the mask are not touched (they need not exist) and load as 0.
+  using Mask = __mmask16;
+  static Mask lanes(int64_t lo, int64_t hi) {  // lanes [lo, hi), 0 <= lo, hi <= 16
+    return lo < hi ? static_cast<Mask>(((1u << hi) - 1) & ~((1u << lo) - 1)) : Mask(0);
+  }
+  static Vec16f load(const float* p, Mask m) { return Vec16f(_mm512_maskz_loadu_ps(m, p)); }
+  void store(float* p, Mask m) const { _mm512_mask_storeu_ps(p, m, v); }
 };
 
 inline Vec16f operator+(Vec16f a, Vec16f b) { return _mm512_add_ps(a.v, b.v); }
@@ -29,15 +36,21 @@ inline Vec16f operator-(Vec16f a) { return _mm512_sub_ps(_mm512_setzero_ps(), a.
 
 inline Vec16f fmadd(Vec16f a, Vec16f b, Vec16f c) { return _mm512_fmadd_ps(a.v, b.v, c.v); }
 inline Vec16f vmin(Vec16f a, Vec16f b) { return _mm512_min_ps(a.v, b.v); }
-inline Vec16f vmax(Vec16f a, Vec16f b) { return _mm512_max_ps(a.v, b.v); }
-inline Vec16f round_nearest(Vec16f a) { return _mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
 inline Vec16f rcp_estimate(Vec16f a) { return _mm512_rcp14_ps(a.v); }
+// vreduceps gives u - round(u) in one uop (vrndscaleps takes two); u - f is then round(u) exactly.
+inline void round_split(Vec16f u, Vec16f& n, Vec16f& f) {
+  f = _mm512_reduce_ps(u.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  n = u - f;
+}
+// vscalefps saturates: 2^n underflows to 0 for very negative n, so no lower clamp is needed.
 inline Vec16f scale_pow2(Vec16f p, Vec16f n) { return _mm512_scalef_ps(p.v, n.v); }
 
 #include "cpu/simd_math.h"
 
 inline Vec16f lgf_exp(Vec16f a) { return exp_clamped(a); }
 inline void sigmoid_pair(Vec16f z1, Vec16f z2, Vec16f& s1, Vec16f& s2) { sigmoid_pair_fast(z1, z2, s1, s2); }
+inline Exp2GateCoef<Vec16f> prepare_forward(const lgf::GateCoef<Vec16f>& k) { return exp2_gate_coef(k); }
+inline Vec16f forward_point(Vec16f x, Vec16f l, const Exp2GateCoef<Vec16f>& k) { return forward_point_fast(x, l, k); }
 
 inline float hsum(Vec16f a) { return _mm512_reduce_add_ps(a.v); }
 

@@ -16,6 +16,12 @@ struct Lane {
   Lane(T x) : v(x) {}  // NOLINT: implicit broadcast, as for the SIMD types
   static Lane load(const T* p) { return Lane(*p); }
   void store(T* p) const { *p = v; }
+  using Mask = bool;
+  static Mask lanes(int64_t lo, int64_t hi) { return lo < hi; }
+  static Lane load(const T* p, Mask m) { return Lane(m ? *p : T(0)); }
+  void store(T* p, Mask m) const {
+    if (m) *p = v;
+  }
 };
 
 template <typename T>

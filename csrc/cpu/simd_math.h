@@ -1,48 +1,82 @@
-// Fast exp and sigmoid pair for the CPU SIMD vector types, generic over V.
+// Fast exp2 and the gate math for the CPU SIMD vector types, generic over V.
 //
 // Include inside the anonymous namespace of a SIMD translation unit, after V and these
 // primitives are defined for it:
-//   V fmadd(V a, V b, V c)        a * b + c
-//   V vmin(V, V), V vmax(V, V)
-//   V round_nearest(V)            to the nearest integer (as a float)
-//   V scale_pow2(V p, V n)        p * 2^n for integral n with |n| <= 64
-//   V rcp_estimate(V)             a reciprocal estimate with at least 11 good bits
+//   V fmadd(V a, V b, V c)          a * b + c
+//   V vmin(V, V)
+//   void round_split(V u, V& n, V& f)
+//                                   n = round(u), f = u - n (|f| <= 1/2), for any u <= 63
+//   V scale_pow2(V p, V n)          p * 2^n for the n of round_split; for n < -63 the result may be
+//                                   0 or p * 2^-63 (both vanish next to the 1 it is added to)
+//   V rcp_estimate(V)               a reciprocal estimate with at least 11 good bits
 
-// 2^u for |u| <= 64: u = n + f, |f| <= 1/2, 2^f by a degree-5 polynomial fitted for relative
-// error (1.6e-7 on [-1/2, 1/2]; coefficients from a weighted least-squares/Lawson fit).
+constexpr float kNegLog2e = -1.4426950408889634f;
+
+// 2^u for u <= 63: u = n + f, |f| <= 1/2, 2^f by a degree-5 polynomial fitted for relative
+// error (1.6e-7 on [-1/2, 1/2]; coefficients from a weighted least-squares/Lawson fit),
+// evaluated in Estrin form (three FMAs deep instead of five).
 template <typename V>
 inline V exp2_bounded(V u) {
-  const V n = round_nearest(u);
-  const V f = u - n;
-  V p = fmadd(V(1.327647129073739e-3f), f, V(9.675540961325169e-3f));
-  p = fmadd(p, f, V(5.550713092088699e-2f));
-  p = fmadd(p, f, V(2.4022120237350464e-1f));
-  p = fmadd(p, f, V(6.931469440460205e-1f));
-  p = fmadd(p, f, V(1.0000001192092896f));
-  return scale_pow2(p, n);
+  V n, f;
+  round_split(u, n, f);
+  const V f2 = f * f;
+  const V p01 = fmadd(V(6.931469440460205e-1f), f, V(1.0000001192092896f));
+  const V p23 = fmadd(V(5.550713092088699e-2f), f, V(2.4022120237350464e-1f));
+  const V p45 = fmadd(V(1.327647129073739e-3f), f, V(9.675540961325169e-3f));
+  return scale_pow2(fmadd(fmadd(p45, f2, p23), f2, p01), n);
 }
 
-// exp(x), x clamped to +-87 (beyond, the sigmoids it feeds are 0 or 1 to float precision).
+// exp(x), x clamped above at 63 ln 2 (and below by round_split / scale_pow2).
 template <typename V>
 inline V exp_clamped(V x) {
-  const V u = x * V(1.4426950408889634f);
-  return exp2_bounded(vmax(vmin(u, V(64.0f)), V(-64.0f)));
+  return exp2_bounded(vmin(x * V(-kNegLog2e), V(63.0f)));
 }
 
-// Both gate sigmoids with one reciprocal: d1 = 1 + e^-z1, d2 = 1 + e^-z2, r = 1 / (d1 d2),
-// s1 = r d2, s2 = r d1. The exponents are clamped to +-63 * ln 2 (|z| < 43.7) so that
-// d1 d2 < 2^127 stays finite; beyond the clamp a sigmoid is within 1.1e-19 of 0 or 1 anyway.
-// The reciprocal is the hardware estimate refined by one Newton step.
+// 1 + 2^u for both gates, u clamped at 63 so that d1 d2 < 2^127 stays finite; beyond the clamp
+// a sigmoid is within 1.1e-19 of 0 (and below -63 it is 1 to float precision).
+template <typename V>
+inline void gate_denominators(V u1, V u2, V& d1, V& d2) {
+  const V lim(63.0f), one(1.0f);
+  d1 = one + exp2_bounded(vmin(u1, lim));
+  d2 = one + exp2_bounded(vmin(u2, lim));
+}
+
+// 1 / p: the hardware estimate refined by one Newton step.
+template <typename V>
+inline V reciprocal(V p) {
+  const V r = rcp_estimate(p);
+  return r * fmadd(-p, r, V(2.0f));
+}
+
+// Both gate sigmoids with one reciprocal: r = 1 / (d1 d2), s1 = r d2, s2 = r d1.
 template <typename V>
 inline void sigmoid_pair_fast(V z1, V z2, V& s1, V& s2) {
-  const V k(-1.4426950408889634f), lim(63.0f), one(1.0f);
-  const V u1 = vmax(vmin(z1 * k, lim), V(-63.0f));
-  const V u2 = vmax(vmin(z2 * k, lim), V(-63.0f));
-  const V d1 = one + exp2_bounded(u1);
-  const V d2 = one + exp2_bounded(u2);
-  const V p = d1 * d2;
-  V r = rcp_estimate(p);
-  r = r * fmadd(-p, r, V(2.0f));
+  V d1, d2;
+  gate_denominators(z1 * V(kNegLog2e), z2 * V(kNegLog2e), d1, d2);
+  const V r = reciprocal(d1 * d2);
   s1 = r * d2;
   s2 = r * d1;
+}
+
+// The forward's gate coefficients with a_l, kl, a_g, kg multiplied by -log2(e), so that one FMA
+// gives the exp2 argument u = -z log2(e) (see prepare_forward).
+template <typename V>
+struct Exp2GateCoef {
+  V a_l, kl, a_g, kg, gamma, g;
+};
+
+template <typename V>
+inline Exp2GateCoef<V> exp2_gate_coef(const lgf::GateCoef<V>& k) {
+  const V s(kNegLog2e);
+  return {k.a_l * s, k.kl * s, k.a_g * s, k.kg * s, k.gamma, k.g};
+}
+
+// lgf::forward_point with the mix taken over the common denominator:
+//   s_l l + s_g g = (d2 l + d1 g) / (d1 d2)
+template <typename V>
+inline V forward_point_fast(V x, V l, const Exp2GateCoef<V>& k) {
+  V d1, d2;
+  gate_denominators(fmadd(k.a_l, l, k.kl), fmadd(k.a_g, l, k.kg), d1, d2);
+  const V mix = fmadd(d1, k.g, d2 * l) * reciprocal(d1 * d2);
+  return fmadd(k.gamma, mix, x);
 }

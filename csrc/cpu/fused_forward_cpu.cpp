@@ -50,29 +50,43 @@ void forward_nchw(const at::Tensor& x, const ParamTensors& params, at::Tensor& y
   });
 }
 
+// One kernel call per (n, channel block, row block) tile. fp32/fp64 channels_last tensors are read
+// and written in place; other dtypes and strides go through compute-type buffers (the tile's rows
+// plus the row above and below, W x Cp each).
 template <typename scalar_t, typename T>
 void forward_nhwc(const at::Tensor& x, const ParamTensors& params, at::Tensor& y) {
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const NhwcTiling tiling(C, H);
   const auto X = strided4<scalar_t>(x);
-  const auto Y = strided4<scalar_t>(y);
+  const auto Y = strided4<scalar_t>(y);  // channels_last (allocated so)
+  const bool in_place = std::is_same<scalar_t, T>::value && X.sC == 1;
   const ChannelParams<T> P = params.view<ChannelParams, T>();
   const RowKernels<T>& K = row_kernels<T>();
   at::parallel_for(0, tiling.tasks(N), 1, [&](int64_t begin, int64_t end) {
+    const std::vector<T> zeros(NhwcTiling::kBlockC, T(0));
+    std::vector<T> in, out;
+    if (!in_place) {
+      in.resize((NhwcTiling::kBlockH + 2) * W * NhwcTiling::kBlockC);
+      out.resize(NhwcTiling::kBlockH * W * NhwcTiling::kBlockC);
+    }
     for (int64_t task = begin; task < end; ++task) {
       const auto [n, hbi, c0, cb, Cp, h0, h1] = tiling.tile(task);
-      const int64_t Lp = (W + 2) * Cp;
-      BlockCoefStorage<T> coef(P, n, c0, cb, Cp);
-      std::vector<T> buf(3 * Lp + W * Cp, T(0));
-      T* out = buf.data() + 3 * Lp;
-      auto slot = [&](int64_t h) { return buf.data() + ((h + 3) % 3) * Lp; };
-      load_block_row(X, n, c0, cb, Cp, h0 - 1, H, W, slot(h0 - 1));
-      load_block_row(X, n, c0, cb, Cp, h0, H, W, slot(h0));
-      for (int64_t h = h0; h < h1; ++h) {
-        load_block_row(X, n, c0, cb, Cp, h + 1, H, W, slot(h + 1));
-        K.nhwc_forward(slot(h - 1), slot(h), slot(h + 1), coef.coef, out, W, Cp);
-        store_block_row(out, cb, Cp, Y, n, c0, h, W);
+      const int64_t rows = h1 - h0;
+      const BlockCoefStorage<T> coef(P, n, c0, cb, Cp);
+      if (in_place) {
+        const auto at = [&](int64_t h) { return reinterpret_cast<const T*>(X.at(n, c0, h, 0)); };
+        const NhwcRows<T> rs{at(h0), X.sH, X.sW, h0 > 0 ? at(h0 - 1) : nullptr, h1 < H ? at(h1) : nullptr, zeros.data()};
+        K.nhwc_forward(rs, rows, W, cb, Cp, coef.coef, reinterpret_cast<T*>(Y.at(n, c0, h0, 0)), Y.sH, Y.sW);
+        continue;
       }
+      const int64_t row = W * Cp;
+      for (int64_t h = std::max<int64_t>(h0 - 1, 0); h < std::min(h1 + 1, H); ++h) {
+        load_block_row_unpadded(X, n, c0, cb, Cp, h, W, in.data() + (h - h0 + 1) * row);
+      }
+      const NhwcRows<T> rs{in.data() + row, row, Cp, h0 > 0 ? in.data() : nullptr,
+                           h1 < H ? in.data() + (rows + 1) * row : nullptr, zeros.data()};
+      K.nhwc_forward(rs, rows, W, Cp, Cp, coef.coef, out.data(), row, Cp);
+      for (int64_t h = h0; h < h1; ++h) store_block_row(out.data() + (h - h0) * row, cb, Cp, Y, n, c0, h, W);
     }
   });
 }

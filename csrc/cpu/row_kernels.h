@@ -47,6 +47,18 @@ struct BlockCoef {
   const T* g;
 };
 
+// Rows of a channels_last block as the NHWC forward reads them in place: channel c of pixel w of
+// row r (0 <= r < rows) at x + r * xs + w * xw + c. above / below are the rows just outside the
+// block (same pixel stride), or nullptr at the image border (zeros). zeros holds Cp zeros.
+template <typename T>
+struct NhwcRows {
+  const T* x;
+  int64_t xs, xw;
+  const T* above;
+  const T* below;
+  const T* zeros;
+};
+
 template <typename T>
 struct RowKernels {
   // y = forward(x) for `rows` rows of one plane. Input row r (W contiguous values) is at x + r * xs;
@@ -60,7 +72,10 @@ struct RowKernels {
   // dx = dy + rotated-filter convolution of the padded dl rows h-1, h, h+1.
   void (*nchw_backward_dx)(const T* d0, const T* d1, const T* d2, const T* dy, const PlaneCoef<T>& p, T* dx,
                            int64_t Wp);
-  void (*nhwc_forward)(const T* r0, const T* r1, const T* r2, const BlockCoef<T>& p, T* y, int64_t W, int64_t Cp);
+  // y = forward(x) for channels [0, cb) of `rows` rows of a channels_last block (the coefficient
+  // arrays of p hold Cp >= cb channels, zero beyond cb), read in place: see NhwcRows.
+  void (*nhwc_forward)(const NhwcRows<T>& x, int64_t rows, int64_t W, int64_t cb, int64_t Cp, const BlockCoef<T>& p,
+                       T* y, int64_t ys, int64_t yw);
   // acc is [NUM_SLOTS][Cp].
   void (*nhwc_backward_dl)(const T* r0, const T* r1, const T* r2, const T* dy, const BlockCoef<T>& p, T* dl,
                            T* acc, int64_t W, int64_t Cp);

@@ -100,6 +100,11 @@ struct Unroll {
   static constexpr int kVectors = U;
 };
 
+template <int J0, int J1>
+struct Taps {
+  static constexpr int kFirst = J0, kEnd = J1;
+};
+
 // A vector position w of an unpadded row of W values that touches an edge: the masks of
 // columns [w - 1 + j, w - 1 + j + kWidth) that lie inside [0, W) (j = 0, 1, 2), and of the store.
 template <typename V>
@@ -213,26 +218,101 @@ void nchw_backward_dx(const typename V::Scalar* d0, const typename V::Scalar* d1
   }
 }
 
-// NHWC: vectors run over channels; for each channel vector, sweep the row's pixels.
-template <typename V>
-void nhwc_forward(const typename V::Scalar* r0, const typename V::Scalar* r1, const typename V::Scalar* r2,
-                  const lgf::cpu::BlockCoef<typename V::Scalar>& p, typename V::Scalar* y, int64_t W, int64_t Cp) {
-  for (int64_t c = 0; c < Cp; c += V::kWidth) {
-    const Filter9<V> f = load_filter<V>(p.w, Cp, c);
-    const V bias = V::load(p.bias + c);
-    const auto k = prepare_forward(load_coef<V>(p, c));
-    int64_t w = 0;
-    for (; w + 2 <= W; w += 2) {  // two pixels per iteration, as in nchw_forward
-      const int64_t o1 = w * Cp + c, o2 = o1 + Cp;
-      V l1 = stencil3x3(f, r0, r1, r2, o1, Cp, bias);
-      V l2 = stencil3x3(f, r0, r1, r2, o2, Cp, bias);
-      forward_point(V::load(r1 + o1 + Cp), l1, k).store(y + o1);
-      forward_point(V::load(r1 + o2 + Cp), l2, k).store(y + o2);
+// b + the 3x3 stencil at one pixel of NHWC rows: q[i] points at the pixel in row i, s[i] is that
+// row's pixel stride; taps j in [J0, J1) only (the others fall outside the image). ld loads.
+template <int J0, int J1, typename V, typename T, typename Load>
+inline V stencil_pixel(const Filter9<V>& f, const T* const (&q)[3], const int64_t (&s)[3], V b, Load ld) {
+  V a[3];
+  for (int i = 0; i < 3; ++i) {
+    for (int j = J0; j < J1; ++j) {
+      const V t = f.w[i * 3 + j] * ld(q[i] + (j - 1) * s[i]);
+      a[i] = j > J0 ? t + a[i] : i == 0 ? t + b : t;
     }
-    for (; w < W; ++w) {
-      const int64_t o = w * Cp + c;
-      V l = stencil3x3(f, r0, r1, r2, o, Cp, bias);
-      forward_point(V::load(r1 + o + Cp), l, k).store(y + o);
+  }
+  return (a[0] + a[1]) + a[2];
+}
+
+// One channel vector (channels [c, c + kWidth) of rows rp, the last one masked when cb is not a
+// multiple of the width) of pixels [w0, w1) of one row.
+template <typename V, bool kMasked>
+void nhwc_forward_pixels(const typename V::Scalar* const (&rp)[3], const int64_t (&rs)[3], int64_t w0, int64_t w1,
+                         int64_t W, int64_t c, typename V::Mask m, int64_t Cp,
+                         const lgf::cpu::BlockCoef<typename V::Scalar>& p, typename V::Scalar* yr, int64_t yw) {
+  using T = typename V::Scalar;
+  auto ld = [m](const T* q) {
+    if constexpr (kMasked) {
+      return V::load(q, m);
+    } else {
+      (void)m;
+      return V::load(q);
+    }
+  };
+  const Filter9<V> f = load_filter<V>(p.w, Cp, c);
+  const V bias = V::load(p.bias + c);
+  const auto k = prepare_forward(load_coef<V>(p, c));
+  const T* q[3] = {rp[0] + c + w0 * rs[0], rp[1] + c + w0 * rs[1], rp[2] + c + w0 * rs[2]};
+  T* out = yr + c + w0 * yw;
+  auto store = [&](V v, int u) {
+    if constexpr (kMasked) {
+      v.store(out + u * yw, m);
+    } else {
+      v.store(out + u * yw);
+    }
+  };
+  // U pixels from q on with taps [J0, J1): stencils first, then the gates (independent chains).
+  auto pixels = [&](auto unroll, auto taps) {
+    constexpr int U = decltype(unroll)::kVectors, J0 = decltype(taps)::kFirst, J1 = decltype(taps)::kEnd;
+    V l[U];
+    for (int u = 0; u < U; ++u) {
+      const T* const qu[3] = {q[0] + u * rs[0], q[1] + u * rs[1], q[2] + u * rs[2]};
+      l[u] = stencil_pixel<J0, J1>(f, qu, rs, bias, ld);
+    }
+    for (int u = 0; u < U; ++u) store(forward_point(ld(q[1] + u * rs[1]), l[u], k), u);
+    for (int i = 0; i < 3; ++i) q[i] += U * rs[i];
+    out += U * yw;
+  };
+  if (W == 1) {
+    pixels(Unroll<1>(), Taps<1, 2>());
+    return;
+  }
+  int64_t w = w0;
+  if (w == 0) {
+    pixels(Unroll<1>(), Taps<1, 3>());
+    ++w;
+  }
+  const int64_t end = w1 < W ? w1 : W - 1;
+  for (; w + 3 <= end; w += 3) pixels(Unroll<3>(), Taps<0, 3>());
+  for (; w < end; ++w) pixels(Unroll<1>(), Taps<0, 3>());
+  if (w1 == W) pixels(Unroll<1>(), Taps<0, 2>());
+}
+
+// Row by row, blocks of kPixels pixels, every channel vector of a block before the next block:
+// the block's three input rows (kPixels + 2 pixels of up to 128 channels) stay in L1.
+template <typename V>
+void nhwc_forward(const lgf::cpu::NhwcRows<typename V::Scalar>& in, int64_t rows, int64_t W, int64_t cb, int64_t Cp,
+                  const lgf::cpu::BlockCoef<typename V::Scalar>& p, typename V::Scalar* y, int64_t ys, int64_t yw) {
+  using T = typename V::Scalar;
+  constexpr int64_t kPixels = 16;
+  const int64_t cfull = cb / V::kWidth * V::kWidth;
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* above = r > 0 ? in.x + (r - 1) * in.xs : in.above;
+    const T* below = r + 1 < rows ? in.x + (r + 1) * in.xs : in.below;
+    const T* const rp[3] = {above ? above : in.zeros, in.x + r * in.xs, below ? below : in.zeros};
+    const int64_t rs[3] = {above ? in.xw : 0, in.xw, below ? in.xw : 0};
+    // Pixels are cb-channel runs C apart in a channels_last tensor, a pattern the hardware
+    // prefetcher does not follow: ask for the row after `below` while this one is computed.
+    const T* ahead = r + 2 < rows ? in.x + (r + 2) * in.xs : r + 2 == rows ? in.below : nullptr;
+    for (int64_t w0 = 0; w0 < W; w0 += kPixels) {
+      const int64_t w1 = w0 + kPixels < W ? w0 + kPixels : W;
+      if (ahead) {
+        for (int64_t w = w0; w < w1; ++w) {
+          for (int64_t c = 0; c < cb; c += 64 / static_cast<int64_t>(sizeof(T))) __builtin_prefetch(ahead + w * in.xw + c);
+        }
+      }
+      for (int64_t c = 0; c < cfull; c += V::kWidth) {
+        nhwc_forward_pixels<V, false>(rp, rs, w0, w1, W, c, V::lanes(0, V::kWidth), Cp, p, y + r * ys, yw);
+      }
+      if (cfull < cb) nhwc_forward_pixels<V, true>(rp, rs, w0, w1, W, cfull, V::lanes(0, cb - cfull), Cp, p, y + r * ys, yw);
     }
   }
 }

@@ -63,7 +63,8 @@ void forward_nhwc(const at::Tensor& x, const ParamTensors& params, at::Tensor& y
   const ChannelParams<T> P = params.view<ChannelParams, T>();
   const RowKernels<T>& K = row_kernels<T>();
   at::parallel_for(0, tiling.tasks(N), 1, [&](int64_t begin, int64_t end) {
-    const std::vector<T> zeros(NhwcTiling::kBlockC, T(0));
+    // the row outside the image: W pixels at the pixel stride the kernel reads with
+    const std::vector<T> zeros(W * (in_place ? X.sW : NhwcTiling::kBlockC) + NhwcTiling::kBlockC, T(0));
     std::vector<T> in, out;
     if (!in_place) {
       in.resize((NhwcTiling::kBlockH + 2) * W * NhwcTiling::kBlockC);
@@ -75,7 +76,7 @@ void forward_nhwc(const at::Tensor& x, const ParamTensors& params, at::Tensor& y
       const BlockCoefStorage<T> coef(P, n, c0, cb, Cp);
       if (in_place) {
         const auto at = [&](int64_t h) { return reinterpret_cast<const T*>(X.at(n, c0, h, 0)); };
-        const NhwcRows<T> rs{at(h0), X.sH, X.sW, h0 > 0 ? at(h0 - 1) : nullptr, h1 < H ? at(h1) : nullptr, zeros.data()};
+        const NhwcRows<T> rs{at(h0), X.sH, X.sW, h0 > 0 ? at(h0 - 1) : zeros.data(), h1 < H ? at(h1) : zeros.data()};
         K.nhwc_forward(rs, rows, W, cb, Cp, coef.coef, reinterpret_cast<T*>(Y.at(n, c0, h0, 0)), Y.sH, Y.sW);
         continue;
       }
@@ -83,8 +84,8 @@ void forward_nhwc(const at::Tensor& x, const ParamTensors& params, at::Tensor& y
       for (int64_t h = std::max<int64_t>(h0 - 1, 0); h < std::min(h1 + 1, H); ++h) {
         load_block_row_unpadded(X, n, c0, cb, Cp, h, W, in.data() + (h - h0 + 1) * row);
       }
-      const NhwcRows<T> rs{in.data() + row, row, Cp, h0 > 0 ? in.data() : nullptr,
-                           h1 < H ? in.data() + (rows + 1) * row : nullptr, zeros.data()};
+      const NhwcRows<T> rs{in.data() + row, row, Cp, h0 > 0 ? in.data() : zeros.data(),
+                           h1 < H ? in.data() + (rows + 1) * row : zeros.data()};
       K.nhwc_forward(rs, rows, W, Cp, Cp, coef.coef, out.data(), row, Cp);
       for (int64_t h = h0; h < h1; ++h) store_block_row(out.data() + (h - h0) * row, cb, Cp, Y, n, c0, h, W);
     }

@@ -49,14 +49,13 @@ struct BlockCoef {
 
 // Rows of a channels_last block as the NHWC forward reads them in place: channel c of pixel w of
 // row r (0 <= r < rows) at x + r * xs + w * xw + c. above / below are the rows just outside the
-// block (same pixel stride), or nullptr at the image border (zeros). zeros holds Cp zeros.
+// block with the same pixel stride: rows of the tensor, or zeros at the image border.
 template <typename T>
 struct NhwcRows {
   const T* x;
   int64_t xs, xw;
   const T* above;
   const T* below;
-  const T* zeros;
 };
 
 template <typename T>

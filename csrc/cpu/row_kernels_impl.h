@@ -218,14 +218,14 @@ void nchw_backward_dx(const typename V::Scalar* d0, const typename V::Scalar* d1
   }
 }
 
-// b + the 3x3 stencil at one pixel of NHWC rows: q[i] points at the pixel in row i, s[i] is that
-// row's pixel stride; taps j in [J0, J1) only (the others fall outside the image). ld loads.
+// b + the 3x3 stencil at one pixel of NHWC rows: q[i] points at the pixel in row i, all rows
+// have pixel stride s; taps j in [J0, J1) only (the others fall outside the image). ld loads.
 template <int J0, int J1, typename V, typename T, typename Load>
-inline V stencil_pixel(const Filter9<V>& f, const T* const (&q)[3], const int64_t (&s)[3], V b, Load ld) {
+inline V stencil_pixel(const Filter9<V>& f, const T* const (&q)[3], int64_t s, V b, Load ld) {
   V a[3];
   for (int i = 0; i < 3; ++i) {
     for (int j = J0; j < J1; ++j) {
-      const V t = f.w[i * 3 + j] * ld(q[i] + (j - 1) * s[i]);
+      const V t = f.w[i * 3 + j] * ld(q[i] + (j - 1) * s);
       a[i] = j > J0 ? t + a[i] : i == 0 ? t + b : t;
     }
   }
@@ -235,7 +235,7 @@ inline V stencil_pixel(const Filter9<V>& f, const T* const (&q)[3], const int64_
 // One channel vector (channels [c, c + kWidth) of rows rp, the last one masked when cb is not a
 // multiple of the width) of pixels [w0, w1) of one row.
 template <typename V, bool kMasked>
-void nhwc_forward_pixels(const typename V::Scalar* const (&rp)[3], const int64_t (&rs)[3], int64_t w0, int64_t w1,
+void nhwc_forward_pixels(const typename V::Scalar* const (&rp)[3], int64_t xw, int64_t w0, int64_t w1,
                          int64_t W, int64_t c, typename V::Mask m, int64_t Cp,
                          const lgf::cpu::BlockCoef<typename V::Scalar>& p, typename V::Scalar* yr, int64_t yw) {
   using T = typename V::Scalar;
@@ -250,7 +250,7 @@ void nhwc_forward_pixels(const typename V::Scalar* const (&rp)[3], const int64_t
   const Filter9<V> f = load_filter<V>(p.w, Cp, c);
   const V bias = V::load(p.bias + c);
   const auto k = prepare_forward(load_coef<V>(p, c));
-  const T* q[3] = {rp[0] + c + w0 * rs[0], rp[1] + c + w0 * rs[1], rp[2] + c + w0 * rs[2]};
+  const T* q[3] = {rp[0] + c + w0 * xw, rp[1] + c + w0 * xw, rp[2] + c + w0 * xw};
   T* out = yr + c + w0 * yw;
   auto store = [&](V v, int u) {
     if constexpr (kMasked) {
@@ -264,11 +264,11 @@ void nhwc_forward_pixels(const typename V::Scalar* const (&rp)[3], const int64_t
     constexpr int U = decltype(unroll)::kVectors, J0 = decltype(taps)::kFirst, J1 = decltype(taps)::kEnd;
     V l[U];
     for (int u = 0; u < U; ++u) {
-      const T* const qu[3] = {q[0] + u * rs[0], q[1] + u * rs[1], q[2] + u * rs[2]};
-      l[u] = stencil_pixel<J0, J1>(f, qu, rs, bias, ld);
+      const T* const qu[3] = {q[0] + u * xw, q[1] + u * xw, q[2] + u * xw};
+      l[u] = stencil_pixel<J0, J1>(f, qu, xw, bias, ld);
     }
-    for (int u = 0; u < U; ++u) store(forward_point(ld(q[1] + u * rs[1]), l[u], k), u);
-    for (int i = 0; i < 3; ++i) q[i] += U * rs[i];
+    for (int u = 0; u < U; ++u) store(forward_point(ld(q[1] + u * xw), l[u], k), u);
+    for (int i = 0; i < 3; ++i) q[i] += U * xw;
     out += U * yw;
   };
   if (W == 1) {
@@ -287,18 +287,16 @@ void nhwc_forward_pixels(const typename V::Scalar* const (&rp)[3], const int64_t
 }
 
 // Row by row, blocks of kPixels pixels, every channel vector of a block before the next block:
-// the block's three input rows (kPixels + 2 pixels of up to 128 channels) stay in L1.
+// the input rows stream through once, and the per-channel constants are reloaded once per block.
 template <typename V>
 void nhwc_forward(const lgf::cpu::NhwcRows<typename V::Scalar>& in, int64_t rows, int64_t W, int64_t cb, int64_t Cp,
                   const lgf::cpu::BlockCoef<typename V::Scalar>& p, typename V::Scalar* y, int64_t ys, int64_t yw) {
   using T = typename V::Scalar;
-  constexpr int64_t kPixels = 16;
+  constexpr int64_t kPixels = 32;
   const int64_t cfull = cb / V::kWidth * V::kWidth;
   for (int64_t r = 0; r < rows; ++r) {
-    const T* above = r > 0 ? in.x + (r - 1) * in.xs : in.above;
-    const T* below = r + 1 < rows ? in.x + (r + 1) * in.xs : in.below;
-    const T* const rp[3] = {above ? above : in.zeros, in.x + r * in.xs, below ? below : in.zeros};
-    const int64_t rs[3] = {above ? in.xw : 0, in.xw, below ? in.xw : 0};
+    const T* const rp[3] = {r > 0 ? in.x + (r - 1) * in.xs : in.above, in.x + r * in.xs,
+                            r + 1 < rows ? in.x + (r + 1) * in.xs : in.below};
     // Pixels are cb-channel runs C apart in a channels_last tensor, a pattern the hardware
     // prefetcher does not follow: ask for the row after `below` while this one is computed.
     const T* ahead = r + 2 < rows ? in.x + (r + 2) * in.xs : r + 2 == rows ? in.below : nullptr;
@@ -310,9 +308,9 @@ void nhwc_forward(const lgf::cpu::NhwcRows<typename V::Scalar>& in, int64_t rows
         }
       }
       for (int64_t c = 0; c < cfull; c += V::kWidth) {
-        nhwc_forward_pixels<V, false>(rp, rs, w0, w1, W, c, V::lanes(0, V::kWidth), Cp, p, y + r * ys, yw);
+        nhwc_forward_pixels<V, false>(rp, in.xw, w0, w1, W, c, V::lanes(0, V::kWidth), Cp, p, y + r * ys, yw);
       }
-      if (cfull < cb) nhwc_forward_pixels<V, true>(rp, rs, w0, w1, W, cfull, V::lanes(0, cb - cfull), Cp, p, y + r * ys, yw);
+      if (cfull < cb) nhwc_forward_pixels<V, true>(rp, in.xw, w0, w1, W, cfull, V::lanes(0, cb - cfull), Cp, p, y + r * ys, yw);
     }
   }
 }

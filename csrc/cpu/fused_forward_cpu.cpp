@@ -1,6 +1,7 @@
-// CPU forward of lgf::fused_forward: one pass over x, rows loaded into padded compute-type
-// buffers, y written once. NCHW (and arbitrary strides) work plane by plane; channels_last
-// works on (n, block of channels, block of rows) tiles so that vectors run over channels.
+// CPU forward of lgf::fused_forward: one pass over x, y written once. NCHW (and arbitrary
+// strides) work plane by plane; channels_last works on (n, block of channels, block of rows)
+// tiles so that vectors run over channels. fp32/fp64 tensors are read in place; other dtypes
+// and strides are converted block by block into compute-type buffers.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>

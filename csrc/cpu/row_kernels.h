@@ -1,20 +1,21 @@
-// Row kernels of the CPU implementation: the hot loops, on fp32 (or fp64) row buffers.
+// Row kernels of the CPU implementation: the hot loops, on fp32 (or fp64) data.
 //
-// The op wrappers (fused_forward_cpu.cpp, fused_backward_cpu.cpp) load rows of x / dy into
-// zero-padded buffers in the compute type T, call these kernels, and store the results.
-// Two tables exist for float: a portable one and an AVX2+FMA one (picked at run time);
-// double always uses the portable one.
+// The forward kernels read x where it lies when it already holds the compute type T with unit
+// stride along their vectors (fp32/fp64 NCHW rows, fp32/fp64 channels_last pixels), and masks
+// handle the image edges; otherwise the op wrapper (fused_forward_cpu.cpp) converts a block of
+// rows into an unpadded T buffer of the same shape first. The backward kernels work on rows that
+// fused_backward_cpu.cpp loads into zero-padded T buffers. Three tables exist for float
+// (portable, AVX2+FMA, AVX-512, picked at run time); double always uses the portable one.
 //
-// Buffer layouts
+// Backward buffer layouts
 //   NCHW (one (n, c) plane at a time): a padded row holds Wp + 2 values, Wp = W rounded up;
 //     element [1 + w] is column w, elements [0] and [W + 1, Wp + 1] are zero.
-//     Wp is a multiple of 16 (the widest vector). Unpadded rows
-//     (dy, dx) hold Wp values; dy must be zero beyond W. The forward instead reads unpadded
-//     rows of W contiguous values in place (the tensor itself when it can) and masks the edges.
+//     Wp is a multiple of 16 (the widest vector). Unpadded rows (dy, dx) hold Wp values;
+//     dy must be zero beyond W.
 //   NHWC (one (n, h) row of a block of Cp channels, Cp a multiple of 16): a padded row holds
 //     (W + 2) * Cp values, pixel w at [(1 + w) * Cp]; pixels -1 and W and channels beyond the
 //     block's real channels are zero. Unpadded rows hold W * Cp values.
-// Rows r0, r1, r2 are the input rows h-1, h, h+1 (all-zero outside the image).
+//   Rows r0, r1, r2 are the input rows h-1, h, h+1 (all-zero outside the image).
 #pragma once
 
 #include <cstdint>

@@ -1,7 +1,8 @@
 // Implementations of the row kernels (see row_kernels.h), generic over a SIMD vector type V.
 //
 // V provides: typename V::Scalar, V::kWidth, V(Scalar) (broadcast), V::load(const Scalar*),
-// store(Scalar*), + - * / and unary -, and free functions lgf_exp(V) and hsum(V).
+// store(Scalar*), + - * / and unary -, free functions lgf_exp(V) and hsum(V), and masked
+// access: typename V::Mask, V::lanes(lo, hi), V::load(const Scalar*, Mask), store(Scalar*, Mask).
 // Include this header only inside an anonymous namespace of a translation unit that also
 // defines V, so that each instruction set's instantiations stay private to its file.
 

@@ -268,7 +268,14 @@ void nhwc_forward_pixels(const typename V::Scalar* const (&rp)[3], int64_t xw, i
       const T* const qu[3] = {q[0] + u * xw, q[1] + u * xw, q[2] + u * xw};
       l[u] = stencil_pixel<J0, J1>(f, qu, xw, bias, ld);
     }
-    for (int u = 0; u < U; ++u) store(forward_point(ld(q[1] + u * xw), l[u], k), u);
+    for (int u = 0; u < U; ++u) {
+      // Pixels are short channel runs C apart in a channels_last tensor, which the hardware
+      // prefetcher does not follow: ask for this pixel's lines of the next channel vector (the
+      // next call, about kPixels pixels from now) in the new input row and in y.
+      __builtin_prefetch(q[2] + u * xw + V::kWidth);
+      __builtin_prefetch(out + u * yw + V::kWidth, 1);
+      store(forward_point(ld(q[1] + u * xw), l[u], k), u);
+    }
     for (int i = 0; i < 3; ++i) q[i] += U * xw;
     out += U * yw;
   };
@@ -288,7 +295,7 @@ void nhwc_forward_pixels(const typename V::Scalar* const (&rp)[3], int64_t xw, i
 }
 
 // Row by row, blocks of kPixels pixels, every channel vector of a block before the next block:
-// the input rows stream through once, and the per-channel constants are reloaded once per block.
+// the per-channel constants are reloaded once per block.
 template <typename V>
 void nhwc_forward(const lgf::cpu::NhwcRows<typename V::Scalar>& in, int64_t rows, int64_t W, int64_t cb, int64_t Cp,
                   const lgf::cpu::BlockCoef<typename V::Scalar>& p, typename V::Scalar* y, int64_t ys, int64_t yw) {
@@ -298,16 +305,8 @@ void nhwc_forward(const lgf::cpu::NhwcRows<typename V::Scalar>& in, int64_t rows
   for (int64_t r = 0; r < rows; ++r) {
     const T* const rp[3] = {r > 0 ? in.x + (r - 1) * in.xs : in.above, in.x + r * in.xs,
                             r + 1 < rows ? in.x + (r + 1) * in.xs : in.below};
-    // Pixels are cb-channel runs C apart in a channels_last tensor, a pattern the hardware
-    // prefetcher does not follow: ask for the row after `below` while this one is computed.
-    const T* ahead = r + 2 < rows ? in.x + (r + 2) * in.xs : r + 2 == rows ? in.below : nullptr;
     for (int64_t w0 = 0; w0 < W; w0 += kPixels) {
       const int64_t w1 = w0 + kPixels < W ? w0 + kPixels : W;
-      if (ahead) {
-        for (int64_t w = w0; w < w1; ++w) {
-          for (int64_t c = 0; c < cb; c += 64 / static_cast<int64_t>(sizeof(T))) __builtin_prefetch(ahead + w * in.xw + c);
-        }
-      }
       for (int64_t c = 0; c < cfull; c += V::kWidth) {
         nhwc_forward_pixels<V, false>(rp, in.xw, w0, w1, W, c, V::lanes(0, V::kWidth), Cp, p, y + r * ys, yw);
       }

@@ -134,6 +134,8 @@ def measure(args):
             "variant": name, "fused": fused,
             "fwd_ms": med["fwd"], "bwd_ms": med["bwd"], "full_ms": med["full"],
             "fwd_GBps": bytes_xy / (med["fwd"] * 1e-3) / 1e9,
+            # CPU time per element: forward ms x threads / elements (compute cost, layout-free)
+            "fwd_ns_per_elem_thread": med["fwd"] * 1e6 * torch.get_num_threads() / max(1, x0.numel()),
             "saved_MB": saved_bytes(fn, inputs) / 2**20,
             "step_peak_MB": (lambda b: None if b is None else b / 2**20)(step_peak_bytes(fn, inputs, device)),
         })
@@ -166,6 +168,9 @@ def print_table(result):
         print(f"{r['variant']:28s} {r['fwd_ms']:9.2f} {r['bwd_ms']:9.2f} {r['full_ms']:11.2f} "
               f"{r['fwd_GBps']:9.1f} {sp[0]} {sp[1]} {sp[2]} {r['saved_MB']:9.1f}")
     print("x fwd / x bwd / x full: speed-up over the best plain-PyTorch variant (eager or compile, either layout)")
+    for r in result["rows"]:
+        if r["fused"]:
+            print(f"{r['variant']}: forward {r['fwd_ns_per_elem_thread']:.2f} ns per element per thread")
 
 
 def main(argv=None):
@@ -178,11 +183,14 @@ def main(argv=None):
     p.add_argument("-H", type=int, default=80)
     p.add_argument("-W", type=int, default=80)
     p.add_argument("--reps", type=int, default=15)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's default)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
     p.add_argument("--no-plain", action="store_true", help="time only the fused backends")
     p.add_argument("--json", default=None, help="output path (default benchmarks/results/bench_op_<device>.json)")
     args = p.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        p.error("--threads must be at least 1")
     device = torch.device(args.device)
     if args.dtype is None:
         args.dtype = "float16" if device.type == "cuda" else "float32"
@@ -197,7 +205,13 @@ def main(argv=None):
         args.backends = [b for b in applicable if b in avail]
     if not args.backends and args.no_plain:
         p.error("nothing to time")
-    result = measure(args)
+    threads_before = torch.get_num_threads()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    try:
+        result = measure(args)
+    finally:
+        torch.set_num_threads(threads_before)
     print_table(result)
     path = args.json or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                      f"bench_op_{device.type}.json")

@@ -4,6 +4,7 @@ import os
 import sys
 
 import pytest
+import torch
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
@@ -26,6 +27,21 @@ def test_bench_op_tiny(tmp_path):
     x_mb = 1 * 4 * 9 * 7 * 4 / 2**20
     for r in fused:
         assert r["saved_MB"] < x_mb + 0.01
+
+
+def test_bench_op_threads_option(tmp_path):
+    """--threads sets the CPU thread count for the run only; per-element cost is reported."""
+    import bench_op
+
+    before = torch.get_num_threads()
+    result = bench_op.main(["-N", "1", "-C", "3", "-H", "5", "-W", "6", "--reps", "1", "--warmup", "1",
+                            "--no-plain", "--threads", "1", "--json", str(tmp_path / "op.json")])
+    assert result["config"]["threads"] == 1
+    assert torch.get_num_threads() == before
+    for r in result["rows"]:
+        assert r["fwd_ns_per_elem_thread"] == pytest.approx(r["fwd_ms"] * 1e6 / (1 * 3 * 5 * 6))
+    with pytest.raises(SystemExit):
+        bench_op.main(["--threads", "0"])
 
 
 def test_bench_op_rejects_missing_backend():

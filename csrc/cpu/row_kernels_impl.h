@@ -238,7 +238,8 @@ inline V stencil_pixel(const Filter9<V>& f, const T* const (&q)[3], int64_t s, V
 template <typename V, bool kMasked>
 void nhwc_forward_pixels(const typename V::Scalar* const (&rp)[3], int64_t xw, int64_t w0, int64_t w1,
                          int64_t W, int64_t c, typename V::Mask m, int64_t Cp,
-                         const lgf::cpu::BlockCoef<typename V::Scalar>& p, typename V::Scalar* yr, int64_t yw) {
+                         const lgf::cpu::BlockCoef<typename V::Scalar>& p, typename V::Scalar* yr, int64_t yw,
+                         int64_t next_x, int64_t next_y) {
   using T = typename V::Scalar;
   auto ld = [m](const T* q) {
     if constexpr (kMasked) {
@@ -270,10 +271,10 @@ void nhwc_forward_pixels(const typename V::Scalar* const (&rp)[3], int64_t xw, i
     }
     for (int u = 0; u < U; ++u) {
       // Pixels are short channel runs C apart in a channels_last tensor, which the hardware
-      // prefetcher does not follow: ask for this pixel's lines of the next channel vector (the
-      // next call, about kPixels pixels from now) in the new input row and in y.
-      __builtin_prefetch(q[2] + u * xw + V::kWidth);
-      __builtin_prefetch(out + u * yw + V::kWidth, 1);
+      // prefetcher does not follow: ask for the lines the next call reads from the new input
+      // row and writes in y (next_x / next_y elements from this call's).
+      __builtin_prefetch(q[2] + u * xw + next_x);
+      __builtin_prefetch(out + u * yw + next_y, 1);
       store(forward_point(ld(q[1] + u * xw), l[u], k), u);
     }
     for (int i = 0; i < 3; ++i) q[i] += U * xw;
@@ -307,10 +308,16 @@ void nhwc_forward(const lgf::cpu::NhwcRows<typename V::Scalar>& in, int64_t rows
                             r + 1 < rows ? in.x + (r + 1) * in.xs : in.below};
     for (int64_t w0 = 0; w0 < W; w0 += kPixels) {
       const int64_t w1 = w0 + kPixels < W ? w0 + kPixels : W;
+      // the next call: the next channel vector, or the first one of the next pixel block
+      auto next = [&](int64_t c, int64_t stride) { return c + V::kWidth < cb ? V::kWidth : kPixels * stride - c; };
       for (int64_t c = 0; c < cfull; c += V::kWidth) {
-        nhwc_forward_pixels<V, false>(rp, in.xw, w0, w1, W, c, V::lanes(0, V::kWidth), Cp, p, y + r * ys, yw);
+        nhwc_forward_pixels<V, false>(rp, in.xw, w0, w1, W, c, V::lanes(0, V::kWidth), Cp, p, y + r * ys, yw,
+                                      next(c, in.xw), next(c, yw));
       }
-      if (cfull < cb) nhwc_forward_pixels<V, true>(rp, in.xw, w0, w1, W, cfull, V::lanes(0, cb - cfull), Cp, p, y + r * ys, yw);
+      if (cfull < cb) {
+        nhwc_forward_pixels<V, true>(rp, in.xw, w0, w1, W, cfull, V::lanes(0, cb - cfull), Cp, p, y + r * ys, yw,
+                                     next(cfull, in.xw), next(cfull, yw));
+      }
     }
   }
 }

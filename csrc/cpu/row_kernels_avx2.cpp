@@ -39,15 +39,13 @@ inline Vec8f operator-(Vec8f a) { return _mm256_xor_ps(a.v, _mm256_set1_ps(-0.0f
 inline Vec8f fmadd(Vec8f a, Vec8f b, Vec8f c) { return _mm256_fmadd_ps(a.v, b.v, c.v); }
 inline Vec8f vmin(Vec8f a, Vec8f b) { return _mm256_min_ps(a.v, b.v); }
 inline Vec8f rcp_estimate(Vec8f a) { return _mm256_rcp_ps(a.v); }
-// u is clamped below at -63 so that scale_pow2 stays in the normal range. Adding 1.5 * 2^23
-// rounds to an integer (current rounding mode, nearest) in two cheap adds.
-inline void round_split(Vec8f u, Vec8f& n, Vec8f& f) {
-  const Vec8f magic(12582912.0f);
+// u is clamped below at -63 so that scale_pow2 stays in the normal range.
+inline void floor_split(Vec8f u, Vec8f& n, Vec8f& f) {
   u = _mm256_max_ps(u.v, _mm256_set1_ps(-63.0f));
-  n = (u + magic) - magic;
+  n = _mm256_floor_ps(u.v);
   f = u - n;
 }
-// p * 2^n by adding n to p's exponent bits (p is in [0.7, 1.5], |n| <= 63: stays normal).
+// p * 2^n by adding n to p's exponent bits (p is in [1, 2), |n| <= 63: stays normal).
 inline Vec8f scale_pow2(Vec8f p, Vec8f n) {
   const __m256i e = _mm256_slli_epi32(_mm256_cvttps_epi32(n.v), 23);
   return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p.v), e));

@@ -37,10 +37,11 @@ inline Vec16f operator-(Vec16f a) { return _mm512_sub_ps(_mm512_setzero_ps(), a.
 inline Vec16f fmadd(Vec16f a, Vec16f b, Vec16f c) { return _mm512_fmadd_ps(a.v, b.v, c.v); }
 inline Vec16f vmin(Vec16f a, Vec16f b) { return _mm512_min_ps(a.v, b.v); }
 inline Vec16f rcp_estimate(Vec16f a) { return _mm512_rcp14_ps(a.v); }
-// vreduceps gives u - round(u) in one uop (vrndscaleps takes two); u - f is then round(u) exactly.
-inline void round_split(Vec16f u, Vec16f& n, Vec16f& f) {
-  f = _mm512_reduce_ps(u.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  n = u - f;
+// vreduceps gives u - floor(u) in one uop, and vscalefps applies floor() to its exponent operand
+// itself, so u serves as n directly.
+inline void floor_split(Vec16f u, Vec16f& n, Vec16f& f) {
+  f = _mm512_reduce_ps(u.v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  n = u;
 }
 // vscalefps saturates: 2^n underflows to 0 for very negative n, so no lower clamp is needed.
 inline Vec16f scale_pow2(Vec16f p, Vec16f n) { return _mm512_scalef_ps(p.v, n.v); }

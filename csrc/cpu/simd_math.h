@@ -4,29 +4,30 @@
 // primitives are defined for it:
 //   V fmadd(V a, V b, V c)          a * b + c
 //   V vmin(V, V)
-//   void round_split(V u, V& n, V& f)
-//                                   n = round(u), f = u - n (|f| <= 1/2), for any u <= 63
-//   V scale_pow2(V p, V n)          p * 2^n for the n of round_split; for n < -63 the result may be
-//                                   0 or p * 2^-63 (both vanish next to the 1 it is added to)
+//   void floor_split(V u, V& n, V& f)
+//                                   f = u - floor(u) in [0, 1) and an n that scale_pow2 reads as
+//                                   floor(u), for any u <= 63
+//   V scale_pow2(V p, V n)          p * 2^floor(u) for the n of floor_split; for u < -63 the result
+//                                   may be 0 or p * 2^-63 (both vanish next to the 1 it is added to)
 //   V rcp_estimate(V)               a reciprocal estimate with at least 11 good bits
 
 constexpr float kNegLog2e = -1.4426950408889634f;
 
-// 2^u for u <= 63: u = n + f, |f| <= 1/2, 2^f by a degree-5 polynomial fitted for relative
-// error (1.6e-7 on [-1/2, 1/2]; coefficients from a weighted least-squares/Lawson fit),
-// evaluated in Estrin form (three FMAs deep instead of five).
+// 2^u for u <= 63: u = floor(u) + f, f in [0, 1), 2^f by a degree-5 polynomial fitted for
+// relative error (1.7e-7 on [0, 1) in float; weighted least squares on Chebyshev nodes), evaluated
+// in Estrin form (three FMAs deep instead of five).
 template <typename V>
 inline V exp2_bounded(V u) {
   V n, f;
-  round_split(u, n, f);
+  floor_split(u, n, f);
   const V f2 = f * f;
-  const V p01 = fmadd(V(6.931469440460205e-1f), f, V(1.0000001192092896f));
-  const V p23 = fmadd(V(5.550713092088699e-2f), f, V(2.4022120237350464e-1f));
-  const V p45 = fmadd(V(1.327647129073739e-3f), f, V(9.675540961325169e-3f));
+  const V p01 = fmadd(V(6.931529641151428e-1f), f, V(9.999999403953552e-1f));
+  const V p23 = fmadd(V(5.582359433174133e-2f), f, V(2.4015453457832336e-1f));
+  const V p45 = fmadd(V(1.8762336112558842e-3f), f, V(8.992589078843594e-3f));
   return scale_pow2(fmadd(fmadd(p45, f2, p23), f2, p01), n);
 }
 
-// exp(x), x clamped above at 63 ln 2 (and below by round_split / scale_pow2).
+// exp(x), x clamped above at 63 ln 2 (and below by floor_split / scale_pow2).
 template <typename V>
 inline V exp_clamped(V x) {
   return exp2_bounded(vmin(x * V(-kNegLog2e), V(63.0f)));

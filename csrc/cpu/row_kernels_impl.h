@@ -18,7 +18,7 @@ inline Filter9<V> broadcast_filter(const T* w) {
   return f;
 }
 
-// b + sum_{i,j} f[i*3+j] * r_i[o + j*step]: the 3x3 stencil at offset o of three padded rows,
+// b + sum_{i,j} f[i*3+j] * r_i[o + j*step]: the 3x3 stencil at offset o of three rows,
 // plus b. One partial sum per row keeps the dependency chain short (3 FMAs deep instead of 9).
 template <typename V, typename T>
 inline V stencil3x3(const Filter9<V>& f, const T* r0, const T* r1, const T* r2, int64_t o, int64_t step, V b) {

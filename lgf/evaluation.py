@@ -3,7 +3,8 @@
 Metric keys: AP, AP50, AP75, AP_small, AP_medium, AP_large, AR1, AR10, AR100, AR_small,
 AR_medium, AR_large (pycocotools' 12 summary numbers; -1 where the ground truth has no box of
 that kind), per_class_AP and per_class_AP_small ({class name: value}), num_images, num_detections.
-An empty list of detections gives zeros (pycocotools cannot load an empty result list).
+An empty list of detections is scored like any other (0 where there are boxes to find, -1 where
+there are none), through an empty result set since pycocotools cannot load an empty list.
 """
 import contextlib
 import io
@@ -38,6 +39,19 @@ def predictions_to_coco(outputs, image_ids, label_to_cat_id):
     return results
 
 
+def _empty_results(coco_gt):
+    """A result set with no detection (COCO.loadRes cannot take an empty list): COCOeval then gives
+    pycocotools' own numbers, 0 where the ground truth has boxes and -1 where it has none."""
+    from pycocotools.coco import COCO
+
+    empty = COCO()
+    empty.dataset = {"images": list(coco_gt.dataset.get("images", [])),
+                     "categories": list(coco_gt.dataset.get("categories", [])), "annotations": []}
+    with contextlib.redirect_stdout(io.StringIO()):
+        empty.createIndex()
+    return empty
+
+
 def _per_class(precision, cat_ids, area_index):
     out = []
     for k in range(len(cat_ids)):
@@ -50,7 +64,7 @@ def _per_class(precision, cat_ids, area_index):
 def coco_metrics(coco_gt, results, image_ids=None, verbose=False):
     """Runs COCOeval (bbox) over `image_ids` (default: every image of coco_gt); returns the metric dict.
 
-    Images with no detection count as misses. An empty result list returns zeros.
+    Images with no detection count as misses, also when there is no detection at all.
     """
     from pycocotools.cocoeval import COCOeval
 
@@ -58,14 +72,9 @@ def coco_metrics(coco_gt, results, image_ids=None, verbose=False):
     cat_ids = sorted(coco_gt.getCatIds())
     names = [str(coco_gt.cats[c].get("name", c)) for c in cat_ids]
     metrics = {"num_images": len(image_ids), "num_detections": len(results)}
-    if not results:
-        metrics.update({k: 0.0 for k in STAT_NAMES})
-        metrics["per_class_AP"] = {n: 0.0 for n in names}
-        metrics["per_class_AP_small"] = {n: 0.0 for n in names}
-        return metrics
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        coco_dt = coco_gt.loadRes(results)
+        coco_dt = coco_gt.loadRes(results) if results else _empty_results(coco_gt)
         ev = COCOeval(coco_gt, coco_dt, iouType="bbox")
         ev.params.imgIds = image_ids
         ev.evaluate()

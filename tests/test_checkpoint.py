@@ -1,5 +1,7 @@
 """Checkpoints (atomic writes, weights_only loads, RNG state, kill + resume), EMA, LR schedule and
 the COCO metric code."""
+import contextlib
+import io
 import json
 import os
 import random
@@ -153,10 +155,31 @@ def test_coco_metrics_perfect_partial_and_empty(synthetic_val):
     # scoring only the images that have detections gives the perfect score again
     scored = sorted({r["image_id"] for r in half})
     assert coco_metrics(coco, half, image_ids=scored)["AP"] == pytest.approx(1.0)
-    # an empty result list: zeros (pycocotools' loadRes cannot take it)
+    # an empty result list (pycocotools' loadRes cannot take it): pycocotools' numbers, 0 where
+    # the ground truth has boxes of that kind and -1 where it has none, as for the perfect run
     me = coco_metrics(coco, [])
-    assert all(me[k] == 0.0 for k in STAT_NAMES) and me["num_detections"] == 0
+    assert me["num_detections"] == 0
+    assert all(me[k] == (-1.0 if m[k] == -1.0 else 0.0) for k in STAT_NAMES), me
     assert all(v == 0.0 for v in me["per_class_AP"].values())
+
+
+def test_coco_metrics_empty_results_keep_minus_one_for_absent_sizes(tmp_path):
+    """A ground truth with only small boxes: no detections give AP_small 0 but AP_large -1."""
+    from pycocotools.coco import COCO
+
+    gt = {"images": [{"id": 1, "width": 100, "height": 100, "file_name": "a.png"}],
+          "categories": [{"id": 1, "name": "car"}],
+          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 8, 8], "area": 64,
+                           "iscrowd": 0}]}
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(gt))
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(path))
+    me = coco_metrics(coco, [])
+    assert me["AP"] == 0.0 and me["AP_small"] == 0.0 and me["AR_small"] == 0.0
+    assert me["AP_medium"] == -1.0 and me["AP_large"] == -1.0 and me["AR_large"] == -1.0
+    hit = coco_metrics(coco, [{"image_id": 1, "category_id": 1, "bbox": [10, 10, 8, 8], "score": 0.9}])
+    assert hit["AP_small"] == pytest.approx(1.0) and hit["AP_large"] == -1.0
 
 
 def test_predictions_to_coco_maps_boxes_and_labels():

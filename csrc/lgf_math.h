@@ -1,7 +1,8 @@
 // Per-element math of the fused LGF op (DESIGN.md section 2), written once for every backend.
 //
 // The functions are templates over the compute type T: float or double on the host and the
-// device, and the CPU SIMD vector types of csrc/cpu (which provide +, -, *, / and lgf_exp).
+// device, and the CPU vector types of csrc/cpu (which provide +, -, *, / and either lgf_exp or
+// their own sigmoid_pair).
 // fp16/bf16 inputs are converted to float before they reach these functions.
 #pragma once
 

@@ -53,7 +53,6 @@ inline Vec8f scale_pow2(Vec8f p, Vec8f n) {
 
 #include "cpu/simd_math.h"
 
-inline Vec8f lgf_exp(Vec8f a) { return exp_clamped(a); }
 inline void sigmoid_pair(Vec8f z1, Vec8f z2, Vec8f& s1, Vec8f& s2) { sigmoid_pair_fast(z1, z2, s1, s2); }
 inline Exp2GateCoef<Vec8f> prepare_forward(const lgf::GateCoef<Vec8f>& k) { return exp2_gate_coef(k); }
 inline Vec8f forward_point(Vec8f x, Vec8f l, const Exp2GateCoef<Vec8f>& k) { return forward_point_fast(x, l, k); }

@@ -48,7 +48,6 @@ inline Vec16f scale_pow2(Vec16f p, Vec16f n) { return _mm512_scalef_ps(p.v, n.v)
 
 #include "cpu/simd_math.h"
 
-inline Vec16f lgf_exp(Vec16f a) { return exp_clamped(a); }
 inline void sigmoid_pair(Vec16f z1, Vec16f z2, Vec16f& s1, Vec16f& s2) { sigmoid_pair_fast(z1, z2, s1, s2); }
 inline Exp2GateCoef<Vec16f> prepare_forward(const lgf::GateCoef<Vec16f>& k) { return exp2_gate_coef(k); }
 inline Vec16f forward_point(Vec16f x, Vec16f l, const Exp2GateCoef<Vec16f>& k) { return forward_point_fast(x, l, k); }

@@ -1,8 +1,9 @@
 // Implementations of the row kernels (see row_kernels.h), generic over a SIMD vector type V.
 //
 // V provides: typename V::Scalar, V::kWidth, V(Scalar) (broadcast), V::load(const Scalar*),
-// store(Scalar*), + - * / and unary -, free functions lgf_exp(V) and hsum(V), and masked
-// access: typename V::Mask, V::lanes(lo, hi), V::load(const Scalar*, Mask), store(Scalar*, Mask).
+// store(Scalar*), + - * / and unary -, free functions hsum(V) and either lgf_exp(V) or its own
+// sigmoid_pair and forward_point overloads (the SIMD types: simd_math.h), and masked access:
+// typename V::Mask, V::lanes(lo, hi), V::load(const Scalar*, Mask), store(Scalar*, Mask).
 // Include this header only inside an anonymous namespace of a translation unit that also
 // defines V, so that each instruction set's instantiations stay private to its file.
 

@@ -27,12 +27,6 @@ inline V exp2_bounded(V u) {
   return scale_pow2(fmadd(fmadd(p45, f2, p23), f2, p01), n);
 }
 
-// exp(x), x clamped above at 63 ln 2 (and below by floor_split / scale_pow2).
-template <typename V>
-inline V exp_clamped(V x) {
-  return exp2_bounded(vmin(x * V(-kNegLog2e), V(63.0f)));
-}
-
 // 1 + 2^u for both gates, u clamped at 63 so that d1 d2 < 2^127 stays finite; beyond the clamp
 // a sigmoid is within 1.1e-19 of 0 (and below -63 it is 1 to float precision).
 template <typename V>

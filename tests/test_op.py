@@ -67,13 +67,18 @@ def test_larger_map_fp32(layout):
     check_parity(make_inputs(2, 70, 37, 45, layout=layout), TOL[torch.float32])
 
 
+@pytest.fixture(params=["portable", "avx2", "avx512"])
+def simd(request, monkeypatch):
+    """Caps the float CPU kernels at this SIMD level (LGF_CPU_SIMD); skips levels the CPU lacks."""
+    monkeypatch.setenv("LGF_CPU_SIMD", request.param)
+    if torch.ops.lgf.cpu_simd() != request.param:
+        pytest.skip(f"this CPU does not support {request.param} (runs {torch.ops.lgf.cpu_simd()})")
+    return request.param
+
+
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
-@pytest.mark.parametrize("simd", ["portable", "avx2", "avx512"])
-def test_every_simd_level_matches_reference(simd, layout, monkeypatch):
+def test_every_simd_level_matches_reference(simd, layout):
     """LGF_CPU_SIMD caps the float kernels (portable < avx2 < avx512); each must be right."""
-    monkeypatch.setenv("LGF_CPU_SIMD", simd)
-    if torch.ops.lgf.cpu_simd() != simd:
-        pytest.skip(f"this CPU does not support {simd} (runs {torch.ops.lgf.cpu_simd()})")
     for shape in ((2, 13, 10, 19), (1, 130, 9, 37), (3, 5, 1, 1)):
         check_parity(make_inputs(*shape, layout=layout), TOL[torch.float32])
     # widths on both sides of the 8- and 16-lane boundaries (edge vectors, masked tails)
@@ -82,13 +87,9 @@ def test_every_simd_level_matches_reference(simd, layout, monkeypatch):
 
 
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
-@pytest.mark.parametrize("simd", ["portable", "avx2", "avx512"])
-def test_fp32_kernels_as_accurate_as_plain_fp32(simd, layout, monkeypatch):
+def test_fp32_kernels_within_1e6_of_fp64(simd, layout):
     """The fast exp2/division math keeps fp32 results within 1e-6 (relative to each output's
     largest value) of the fp64 reference: a few float32 ulps, not just the loose parity bound."""
-    monkeypatch.setenv("LGF_CPU_SIMD", simd)
-    if torch.ops.lgf.cpu_simd() != simd:
-        pytest.skip(f"this CPU does not support {simd} (runs {torch.ops.lgf.cpu_simd()})")
     x = [t.detach() for t in make_inputs(2, 37, 21, 45, layout=layout)]
     dy = torch.randn(x[0].shape, generator=torch.Generator().manual_seed(3))
     got = (torch.ops.lgf.fused_forward(*x),) + tuple(torch.ops.lgf.fused_backward(dy, *x))
@@ -101,12 +102,8 @@ def test_fp32_kernels_as_accurate_as_plain_fp32(simd, layout, monkeypatch):
 
 
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
-@pytest.mark.parametrize("simd", ["portable", "avx2", "avx512"])
-def test_saturated_gates_stay_finite(simd, layout, monkeypatch):
+def test_saturated_gates_stay_finite(simd, layout):
     """Gate offsets c_l, c_g far beyond the exp clamps (|z| up to ~1e3): sigmoids saturate."""
-    monkeypatch.setenv("LGF_CPU_SIMD", simd)
-    if torch.ops.lgf.cpu_simd() != simd:
-        pytest.skip(f"this CPU does not support {simd} (runs {torch.ops.lgf.cpu_simd()})")
     inputs = make_inputs(2, 19, 6, 21, layout=layout)
     with torch.no_grad():
         inputs[4][2].mul_(300.0)  # c_l

@@ -33,8 +33,11 @@ void forward_nchw(const at::Tensor& x, const ParamTensors& params, at::Tensor& y
       const int64_t n = plane / C, c = plane % C;
       const PlaneCoef<T> p = P.plane(n, c);
       if (in_place) {
-        const T* x0 = reinterpret_cast<const T*>(X.at(n, c, 0, 0));
-        K.nchw_forward(x0, X.sH, H, zeros.data(), zeros.data(), W, p, reinterpret_cast<T*>(Y.at(n, c, 0, 0)), W);
+        const auto x_at = [&](int64_t i) { return reinterpret_cast<const T*>(X.at(i / C, i % C, 0, 0)); };
+        const auto y_at = [&](int64_t i) { return reinterpret_cast<T*>(Y.at(i / C, i % C, 0, 0)); };
+        const bool last = plane + 1 == end;
+        K.nchw_forward(x_at(plane), X.sH, H, zeros.data(), zeros.data(), W, p, y_at(plane), W,
+                       x_at(last ? plane : plane + 1), y_at(last ? plane : plane + 1));
         continue;
       }
       for (int64_t h0 = 0; h0 < H; h0 += block) {
@@ -44,7 +47,7 @@ void forward_nchw(const at::Tensor& x, const ParamTensors& params, at::Tensor& y
         }
         const T* above = h0 > 0 ? in.data() : zeros.data();
         const T* below = h0 + rows < H ? in.data() + (rows + 1) * W : zeros.data();
-        K.nchw_forward(in.data() + W, W, rows, above, below, W, p, out.data(), W);
+        K.nchw_forward(in.data() + W, W, rows, above, below, W, p, out.data(), W, in.data() + W, out.data());
         for (int64_t r = 0; r < rows; ++r) scatter(out.data() + r * W, 1, W, Y.at(n, c, h0 + r, 0), 1);
       }
     }

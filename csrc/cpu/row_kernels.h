@@ -63,9 +63,12 @@ template <typename T>
 struct RowKernels {
   // y = forward(x) for `rows` rows of one plane. Input row r (W contiguous values) is at x + r * xs;
   // above / below are the rows just outside the block (zeros at the image border). Output row r
-  // (exactly W values written) goes to y + r * ys.
+  // (exactly W values written) goes to y + r * ys. next_x / next_y are the plane the caller works
+  // on next, in the same arrays with the same strides (or x / y again if none): on row r the
+  // kernel prefetches row r of both, a plane ahead of use, which the hardware prefetchers alone
+  // do not reach in time.
   void (*nchw_forward)(const T* x, int64_t xs, int64_t rows, const T* above, const T* below, int64_t W,
-                       const PlaneCoef<T>& p, T* y, int64_t ys);
+                       const PlaneCoef<T>& p, T* y, int64_t ys, const T* next_x, T* next_y);
   // dl (padded) of one row; adds the row's partial sums into acc[NUM_SLOTS].
   void (*nchw_backward_dl)(const T* r0, const T* r1, const T* r2, const T* dy, const PlaneCoef<T>& p, T* dl,
                            T* acc, int64_t Wp);

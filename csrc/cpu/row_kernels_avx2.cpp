@@ -37,11 +37,10 @@ inline Vec8f operator/(Vec8f a, Vec8f b) { return _mm256_div_ps(a.v, b.v); }
 inline Vec8f operator-(Vec8f a) { return _mm256_xor_ps(a.v, _mm256_set1_ps(-0.0f)); }
 
 inline Vec8f fmadd(Vec8f a, Vec8f b, Vec8f c) { return _mm256_fmadd_ps(a.v, b.v, c.v); }
-inline Vec8f vmin(Vec8f a, Vec8f b) { return _mm256_min_ps(a.v, b.v); }
 inline Vec8f rcp_estimate(Vec8f a) { return _mm256_rcp_ps(a.v); }
-// u is clamped below at -63 so that scale_pow2 stays in the normal range.
+// u is clamped to [-63, 62] so that scale_pow2 stays in the normal range.
 inline void floor_split(Vec8f u, Vec8f& n, Vec8f& f) {
-  u = _mm256_max_ps(u.v, _mm256_set1_ps(-63.0f));
+  u = _mm256_max_ps(_mm256_min_ps(u.v, _mm256_set1_ps(62.0f)), _mm256_set1_ps(-63.0f));
   n = _mm256_floor_ps(u.v);
   f = u - n;
 }
@@ -56,6 +55,16 @@ inline Vec8f scale_pow2(Vec8f p, Vec8f n) {
 inline void sigmoid_pair(Vec8f z1, Vec8f z2, Vec8f& s1, Vec8f& s2) { sigmoid_pair_fast(z1, z2, s1, s2); }
 inline Exp2GateCoef<Vec8f> prepare_forward(const lgf::GateCoef<Vec8f>& k) { return exp2_gate_coef(k); }
 inline Vec8f forward_point(Vec8f x, Vec8f l, const Exp2GateCoef<Vec8f>& k) { return forward_point_fast(x, l, k); }
+
+// Lane k of the result is element k - 1 (k + 1) of the concatenation prev|cur (cur|next).
+inline Vec8f left_neighbors(Vec8f cur, Vec8f prev) {
+  const __m256i rotate = _mm256_setr_epi32(7, 0, 1, 2, 3, 4, 5, 6);
+  return _mm256_blend_ps(_mm256_permutevar8x32_ps(cur.v, rotate), _mm256_permutevar8x32_ps(prev.v, rotate), 0x01);
+}
+inline Vec8f right_neighbors(Vec8f cur, Vec8f next) {
+  const __m256i rotate = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);
+  return _mm256_blend_ps(_mm256_permutevar8x32_ps(cur.v, rotate), _mm256_permutevar8x32_ps(next.v, rotate), 0x80);
+}
 
 inline float hsum(Vec8f a) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));

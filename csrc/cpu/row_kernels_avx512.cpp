@@ -35,13 +35,12 @@ inline Vec16f operator/(Vec16f a, Vec16f b) { return _mm512_div_ps(a.v, b.v); }
 inline Vec16f operator-(Vec16f a) { return _mm512_sub_ps(_mm512_setzero_ps(), a.v); }
 
 inline Vec16f fmadd(Vec16f a, Vec16f b, Vec16f c) { return _mm512_fmadd_ps(a.v, b.v, c.v); }
-inline Vec16f vmin(Vec16f a, Vec16f b) { return _mm512_min_ps(a.v, b.v); }
 inline Vec16f rcp_estimate(Vec16f a) { return _mm512_rcp14_ps(a.v); }
-// vreduceps gives u - floor(u) in one uop, and vscalefps applies floor() to its exponent operand
-// itself, so u serves as n directly.
+// vreduceps gives u - floor(u) in one instruction, and vscalefps applies floor() to its exponent
+// operand itself, so min(u, 62) serves as n directly (off the critical path of f).
 inline void floor_split(Vec16f u, Vec16f& n, Vec16f& f) {
   f = _mm512_reduce_ps(u.v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-  n = u;
+  n = _mm512_min_ps(u.v, _mm512_set1_ps(62.0f));
 }
 // vscalefps saturates: 2^n underflows to 0 for very negative n, so no lower clamp is needed.
 inline Vec16f scale_pow2(Vec16f p, Vec16f n) { return _mm512_scalef_ps(p.v, n.v); }
@@ -51,6 +50,14 @@ inline Vec16f scale_pow2(Vec16f p, Vec16f n) { return _mm512_scalef_ps(p.v, n.v)
 inline void sigmoid_pair(Vec16f z1, Vec16f z2, Vec16f& s1, Vec16f& s2) { sigmoid_pair_fast(z1, z2, s1, s2); }
 inline Exp2GateCoef<Vec16f> prepare_forward(const lgf::GateCoef<Vec16f>& k) { return exp2_gate_coef(k); }
 inline Vec16f forward_point(Vec16f x, Vec16f l, const Exp2GateCoef<Vec16f>& k) { return forward_point_fast(x, l, k); }
+
+// Lane k of the result is element k - 1 (k + 1) of the concatenation prev|cur (cur|next).
+inline Vec16f left_neighbors(Vec16f cur, Vec16f prev) {
+  return _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(cur.v), _mm512_castps_si512(prev.v), 15));
+}
+inline Vec16f right_neighbors(Vec16f cur, Vec16f next) {
+  return _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(next.v), _mm512_castps_si512(cur.v), 1));
+}
 
 inline float hsum(Vec16f a) { return _mm512_reduce_add_ps(a.v); }
 

@@ -135,15 +135,45 @@ inline V stencil3x3_edge(const Filter9<V>& f, const T* const (&r)[3], const Edge
   return (a[0] + a[1]) + a[2];
 }
 
+// stencil3x3 at the vector at 0 of unpadded rows r[0..2] with W > kWidth: column -1 is zero,
+// shifted in by left_neighbors instead of a masked load.
+template <typename V, typename T>
+inline V stencil3x3_left(const Filter9<V>& f, const T* const (&r)[3], V b, V& center) {
+  V a[3];
+  for (int i = 0; i < 3; ++i) {
+    const V xi = V::load(r[i]);
+    if (i == 1) center = xi;
+    a[i] = f.w[i * 3] * left_neighbors(xi, V(T(0))) + (i == 0 ? b : V(T(0)));
+    a[i] = f.w[i * 3 + 1] * xi + a[i];
+    a[i] = f.w[i * 3 + 2] * V::load(r[i] + 1) + a[i];
+  }
+  return (a[0] + a[1]) + a[2];
+}
+
+// stencil3x3 at the vector at w = W - kWidth > 0: column W is zero, shifted in by right_neighbors.
+template <typename V, typename T>
+inline V stencil3x3_right(const Filter9<V>& f, const T* const (&r)[3], int64_t w, V b, V& center) {
+  V a[3];
+  for (int i = 0; i < 3; ++i) {
+    const V xi = V::load(r[i] + w);
+    if (i == 1) center = xi;
+    a[i] = f.w[i * 3] * V::load(r[i] + w - 1) + (i == 0 ? b : V(T(0)));
+    a[i] = f.w[i * 3 + 1] * xi + a[i];
+    a[i] = f.w[i * 3 + 2] * right_neighbors(xi, V(T(0))) + a[i];
+  }
+  return (a[0] + a[1]) + a[2];
+}
+
 // Rows of one plane read in place; see RowKernels::nchw_forward for the arguments. The
 // constants are set up once per call; vectors away from the left and right edges use plain
-// loads, the edge vectors masked ones (and a masked store for a last partial vector).
+// loads, whole edge vectors a lane shift for their outside column, partial ones masked loads
+// (and a masked store).
 template <typename V>
 void nchw_forward(const typename V::Scalar* x, int64_t xs, int64_t rows, const typename V::Scalar* above,
                   const typename V::Scalar* below, int64_t W, const lgf::cpu::PlaneCoef<typename V::Scalar>& p,
-                  typename V::Scalar* y, int64_t ys) {
+                  typename V::Scalar* y, int64_t ys, const typename V::Scalar* next_x, typename V::Scalar* next_y) {
   using T = typename V::Scalar;
-  constexpr int64_t kW = V::kWidth;
+  constexpr int64_t kW = V::kWidth, kLine = 64 / sizeof(T);
   const Filter9<V> f = broadcast_filter<V>(p.w);
   const V bias(p.bias);
   const auto k = prepare_forward(broadcast_coef<V>(p.k));
@@ -153,15 +183,29 @@ void nchw_forward(const typename V::Scalar* x, int64_t xs, int64_t rows, const t
   while (interior_end + kW + 1 <= W) interior_end += kW;
   const EdgeVector<V> left(0, W), right[2] = {EdgeVector<V>(interior_end, W), EdgeVector<V>(interior_end + kW, W)};
   const int num_right = interior_end >= W ? 0 : interior_end + kW >= W ? 1 : 2;
+  // Whole edge vectors with the row beyond them take their outside column from a lane shift.
+  const bool fast_left = W > kW, fast_right = num_right > 0 && right[num_right - 1].w + kW == W;
+  const int64_t next_dx = next_x - x, next_dy = next_y - y;
   for (int64_t r = 0; r < rows; ++r) {
     const T* const rr[3] = {r == 0 ? above : x + (r - 1) * xs, x + r * xs, r + 1 == rows ? below : x + (r + 1) * xs};
     // (shifted by one column, rows r0..r2 serve stencil3x3 with plain loads: offset w - 1 + j)
     const T *r0 = rr[0] - 1, *r1 = rr[1] - 1, *r2 = rr[2] - 1;
     T* yr = y + r * ys;
+    // Ask for row r of the next plane ahead of time: see RowKernels::nchw_forward.
+    for (int64_t b = 0; b < W; b += kLine) {
+      __builtin_prefetch(rr[1] + next_dx + b);
+      __builtin_prefetch(yr + next_dy + b, 1);
+    }
     auto edge = [&](const EdgeVector<V>& e) {
       forward_point(V::load(rr[1] + e.w, e.tap[1]), stencil3x3_edge(f, rr, e, bias), k).store(yr + e.w, e.out);
     };
-    edge(left);
+    if (fast_left) {
+      V c;
+      const V l = stencil3x3_left(f, rr, bias, c);
+      forward_point(c, l, k).store(yr);
+    } else {
+      edge(left);
+    }
     // Up to three independent vectors at a time: the out-of-order core overlaps their long
     // dependency chains (measured: 3 beats 2 by ~10%, 4 gains nothing).
     auto interior = [&](int64_t w, auto unroll) {
@@ -174,7 +218,15 @@ void nchw_forward(const typename V::Scalar* x, int64_t xs, int64_t rows, const t
     for (; w + 3 * kW <= interior_end; w += 3 * kW) interior(w, Unroll<3>());
     for (; w + 2 * kW <= interior_end; w += 2 * kW) interior(w, Unroll<2>());
     for (; w < interior_end; w += kW) interior(w, Unroll<1>());
-    for (int e = 0; e < num_right; ++e) edge(right[e]);
+    for (int e = 0; e < num_right; ++e) {
+      if (fast_right && e + 1 == num_right) {
+        V c;
+        const V l = stencil3x3_right(f, rr, right[e].w, bias, c);
+        forward_point(c, l, k).store(yr + right[e].w);
+      } else {
+        edge(right[e]);
+      }
+    }
   }
 }
 

@@ -38,6 +38,11 @@ template <typename T>
 inline Lane<T> lgf_exp(Lane<T> a) { return Lane<T>(lgf::lgf_exp(a.v)); }
 template <typename T>
 inline T hsum(Lane<T> a) { return a.v; }
+// One lane: the neighbours are the previous and next values themselves.
+template <typename T>
+inline Lane<T> left_neighbors(Lane<T>, Lane<T> prev) { return prev; }
+template <typename T>
+inline Lane<T> right_neighbors(Lane<T>, Lane<T> next) { return next; }
 
 #include "cpu/row_kernels_impl.h"
 

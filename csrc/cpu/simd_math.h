@@ -3,19 +3,19 @@
 // Include inside the anonymous namespace of a SIMD translation unit, after V and these
 // primitives are defined for it:
 //   V fmadd(V a, V b, V c)          a * b + c
-//   V vmin(V, V)
 //   void floor_split(V u, V& n, V& f)
-//                                   f = u - floor(u) in [0, 1) and an n that scale_pow2 reads as
-//                                   floor(u), for any u <= 63
-//   V scale_pow2(V p, V n)          p * 2^floor(u) for the n of floor_split; for u < -63 the result
-//                                   may be 0 or p * 2^-63 (both vanish next to the 1 it is added to)
+//                                   for any finite u: f in [0, 1) with f = u - floor(u) when u < 62,
+//                                   and an n that scale_pow2 reads as min(floor(u), 62)
+//   V scale_pow2(V p, V n)          p * 2^n for the n of floor_split; for u < -63 the result may be
+//                                   0 or p * 2^-63 (both vanish next to the 1 it is added to)
 //   V rcp_estimate(V)               a reciprocal estimate with at least 11 good bits
 
 constexpr float kNegLog2e = -1.4426950408889634f;
 
-// 2^u for u <= 63: u = floor(u) + f, f in [0, 1), 2^f by a degree-5 polynomial fitted for
-// relative error (1.7e-7 on [0, 1) in float; weighted least squares on Chebyshev nodes), evaluated
-// in Estrin form (three FMAs deep instead of five).
+// 2^u for u < 62, and a value in [2^62, 2^63) above: (1 + 2^u1)(1 + 2^u2) < 2^127 stays finite, and
+// a sigmoid 1 / (1 + 2^u) there is below 2.2e-19, as it should be. u = floor(u) + f, f in [0, 1),
+// 2^f by a degree-5 polynomial fitted for relative error (1.7e-7 on [0, 1) in float; weighted least
+// squares on Chebyshev nodes), evaluated in Estrin form (three FMAs deep instead of five).
 template <typename V>
 inline V exp2_bounded(V u) {
   V n, f;
@@ -27,13 +27,12 @@ inline V exp2_bounded(V u) {
   return scale_pow2(fmadd(fmadd(p45, f2, p23), f2, p01), n);
 }
 
-// 1 + 2^u for both gates, u clamped at 63 so that d1 d2 < 2^127 stays finite; beyond the clamp
-// a sigmoid is within 1.1e-19 of 0 (and below -63 it is 1 to float precision).
+// 1 + 2^u for both gates.
 template <typename V>
 inline void gate_denominators(V u1, V u2, V& d1, V& d2) {
-  const V lim(63.0f), one(1.0f);
-  d1 = one + exp2_bounded(vmin(u1, lim));
-  d2 = one + exp2_bounded(vmin(u2, lim));
+  const V one(1.0f);
+  d1 = one + exp2_bounded(u1);
+  d2 = one + exp2_bounded(u2);
 }
 
 // 1 / p: the hardware estimate refined by one Newton step.

@@ -67,7 +67,7 @@ template <typename scalar_t, typename T>
 void backward_nhwc(const at::Tensor& dy, const at::Tensor& x, const ParamTensors& params, at::Tensor& dx,
                    at::Tensor& partials) {
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  const NhwcTiling tiling(C, H);
+  const NhwcTiling tiling(C, H, NhwcTiling::kBackwardBlockH);
   const auto X = strided4<scalar_t>(x);
   const auto DY = strided4<scalar_t>(dy);
   const auto DX = strided4<scalar_t>(dx);
@@ -130,7 +130,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     partials = at::zeros({N, C, NUM_SLOTS}, x.options().dtype(acc));
   } else {
     const ParamTensors params(weight, bias, g, gate, gamma, acc);
-    partials = cl ? at::empty({N, NhwcTiling(C, H).nHB, NUM_SLOTS, C}, x.options().dtype(acc))
+    const int64_t nHB = NhwcTiling(C, H, NhwcTiling::kBackwardBlockH).nHB;
+    partials = cl ? at::empty({N, nHB, NUM_SLOTS, C}, x.options().dtype(acc))
                   : at::empty({N, C, NUM_SLOTS}, x.options().dtype(acc));
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "lgf_fused_backward_cpu", [&] {
       using T = acc_t<scalar_t>;

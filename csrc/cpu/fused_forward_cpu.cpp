@@ -60,7 +60,7 @@ void forward_nchw(const at::Tensor& x, const ParamTensors& params, at::Tensor& y
 template <typename scalar_t, typename T>
 void forward_nhwc(const at::Tensor& x, const ParamTensors& params, at::Tensor& y) {
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  const NhwcTiling tiling(C, H);
+  const NhwcTiling tiling(C, H, NhwcTiling::kForwardBlockH);
   const auto X = strided4<scalar_t>(x);
   const auto Y = strided4<scalar_t>(y);  // channels_last (allocated so)
   const bool in_place = std::is_same<scalar_t, T>::value && X.sC == 1;
@@ -71,8 +71,8 @@ void forward_nhwc(const at::Tensor& x, const ParamTensors& params, at::Tensor& y
     const std::vector<T> zeros(W * (in_place ? X.sW : NhwcTiling::kBlockC) + NhwcTiling::kBlockC, T(0));
     std::vector<T> in, out;
     if (!in_place) {
-      in.resize((NhwcTiling::kBlockH + 2) * W * NhwcTiling::kBlockC);
-      out.resize(NhwcTiling::kBlockH * W * NhwcTiling::kBlockC);
+      in.resize((NhwcTiling::kForwardBlockH + 2) * W * NhwcTiling::kBlockC);
+      out.resize(NhwcTiling::kForwardBlockH * W * NhwcTiling::kBlockC);
     }
     for (int64_t task = begin; task < end; ++task) {
       const auto [n, hbi, c0, cb, Cp, h0, h1] = tiling.tile(task);

@@ -22,15 +22,17 @@ constexpr int64_t kRowAlign = 16;  // NCHW rows are padded to a multiple of the 
 
 inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
-// The channels_last tiling shared by the forward and the backward: one task per (n, block of
-// kBlockC channels, block of kBlockH rows). The blocks are fixed (not derived from the thread
-// count), so the backward's per-tile partial sums are reduced in the same order on any machine.
+// The channels_last tiling of the forward and the backward: one task per (n, block of kBlockC
+// channels, block of block_h rows). The blocks are fixed (not derived from the thread count), so
+// the backward's per-tile partial sums are reduced in the same order on any machine. The forward's
+// buffered path holds a tile's rows, so its tiles stay short; the backward keeps three rows at a
+// time but recomputes dl on two halo rows per tile, so it takes taller tiles.
 struct NhwcTiling {
   static constexpr int64_t kBlockC = 128;  // long contiguous runs of x and y per pixel
-  static constexpr int64_t kBlockH = 8;
-  int64_t C, H, nCB, nHB;
-  NhwcTiling(int64_t C_, int64_t H_)
-      : C(C_), H(H_), nCB((C_ + kBlockC - 1) / kBlockC), nHB((H_ + kBlockH - 1) / kBlockH) {}
+  static constexpr int64_t kForwardBlockH = 8, kBackwardBlockH = 16;
+  int64_t C, H, block_h, nCB, nHB;
+  NhwcTiling(int64_t C_, int64_t H_, int64_t block_h_)
+      : C(C_), H(H_), block_h(block_h_), nCB((C_ + kBlockC - 1) / kBlockC), nHB((H_ + block_h_ - 1) / block_h_) {}
   int64_t tasks(int64_t N) const { return N * nCB * nHB; }
 
   struct Tile {
@@ -43,8 +45,8 @@ struct NhwcTiling {
     t.c0 = ((task / nHB) % nCB) * kBlockC;
     t.cb = std::min(kBlockC, C - t.c0);
     t.Cp = round_up(t.cb, kLanes);
-    t.h0 = t.hbi * kBlockH;
-    t.h1 = std::min(H, t.h0 + kBlockH);
+    t.h0 = t.hbi * block_h;
+    t.h1 = std::min(H, t.h0 + block_h);
     return t;
   }
 };

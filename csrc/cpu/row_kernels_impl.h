@@ -2,8 +2,10 @@
 //
 // V provides: typename V::Scalar, V::kWidth, V(Scalar) (broadcast), V::load(const Scalar*),
 // store(Scalar*), + - * / and unary -, free functions hsum(V) and either lgf_exp(V) or its own
-// sigmoid_pair and forward_point overloads (the SIMD types: simd_math.h), and masked access:
-// typename V::Mask, V::lanes(lo, hi), V::load(const Scalar*, Mask), store(Scalar*, Mask).
+// sigmoid_pair and forward_point overloads (the SIMD types: simd_math.h), masked access:
+// typename V::Mask, V::lanes(lo, hi), V::load(const Scalar*, Mask), store(Scalar*, Mask), and
+// lane shifts left_neighbors(cur, prev) / right_neighbors(cur, next) (lane k holds element k - 1
+// of prev|cur, or k + 1 of cur|next).
 // Include this header only inside an anonymous namespace of a translation unit that also
 // defines V, so that each instruction set's instantiations stay private to its file.
 

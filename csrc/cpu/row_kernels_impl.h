@@ -21,20 +21,26 @@ inline Filter9<V> broadcast_filter(const T* w) {
   return f;
 }
 
-// b + sum_{i,j} f[i*3+j] * r_i[o + j*step]: the 3x3 stencil at offset o of three rows,
-// plus b. One partial sum per row keeps the dependency chain short (3 FMAs deep instead of 9).
+// b + sum over rows i and taps j in [J0, J1) of f[i*3+j] * tap(i, j): the 3x3 stencil from its
+// input vectors (taps outside [J0, J1) are skipped: they fall outside the image). One partial sum
+// per row keeps the dependency chain short (3 FMAs deep instead of 9).
+template <int J0 = 0, int J1 = 3, typename V, typename Tap>
+inline V stencil_taps(const Filter9<V>& f, V b, Tap tap) {
+  V a[3];
+  for (int i = 0; i < 3; ++i) {
+    for (int j = J0; j < J1; ++j) {
+      const V t = f.w[i * 3 + j] * tap(i, j);
+      a[i] = j > J0 ? t + a[i] : i == 0 ? t + b : t;
+    }
+  }
+  return (a[0] + a[1]) + a[2];
+}
+
+// b + sum_{i,j} f[i*3+j] * r_i[o + j*step]: the 3x3 stencil at offset o of three rows.
 template <typename V, typename T>
 inline V stencil3x3(const Filter9<V>& f, const T* r0, const T* r1, const T* r2, int64_t o, int64_t step, V b) {
-  V a0 = f.w[0] * V::load(r0 + o) + b;
-  V a1 = f.w[3] * V::load(r1 + o);
-  V a2 = f.w[6] * V::load(r2 + o);
-  a0 = f.w[1] * V::load(r0 + o + step) + a0;
-  a1 = f.w[4] * V::load(r1 + o + step) + a1;
-  a2 = f.w[7] * V::load(r2 + o + step) + a2;
-  a0 = f.w[2] * V::load(r0 + o + 2 * step) + a0;
-  a1 = f.w[5] * V::load(r1 + o + 2 * step) + a1;
-  a2 = f.w[8] * V::load(r2 + o + 2 * step) + a2;
-  return (a0 + a1) + a2;
+  const T* const r[3] = {r0 + o, r1 + o, r2 + o};
+  return stencil_taps(f, b, [&](int i, int j) { return V::load(r[i] + j * step); });
 }
 
 template <typename V, typename T>
@@ -127,43 +133,24 @@ struct EdgeVector {
 // stencil3x3 at an edge vector of unpadded rows r[0..2]: masked loads, zeros outside the row.
 template <typename V, typename T>
 inline V stencil3x3_edge(const Filter9<V>& f, const T* const (&r)[3], const EdgeVector<V>& e, V b) {
-  V a[3];
-  for (int i = 0; i < 3; ++i) {
-    const T* p = r[i] + e.w - 1;
-    a[i] = f.w[i * 3] * V::load(p, e.tap[0]) + (i == 0 ? b : V(T(0)));
-    a[i] = f.w[i * 3 + 1] * V::load(p + 1, e.tap[1]) + a[i];
-    a[i] = f.w[i * 3 + 2] * V::load(p + 2, e.tap[2]) + a[i];
-  }
-  return (a[0] + a[1]) + a[2];
+  return stencil_taps(f, b, [&](int i, int j) { return V::load(r[i] + e.w - 1 + j, e.tap[j]); });
 }
 
 // stencil3x3 at the vector at 0 of unpadded rows r[0..2] with W > kWidth: column -1 is zero,
 // shifted in by left_neighbors instead of a masked load.
 template <typename V, typename T>
-inline V stencil3x3_left(const Filter9<V>& f, const T* const (&r)[3], V b, V& center) {
-  V a[3];
-  for (int i = 0; i < 3; ++i) {
-    const V xi = V::load(r[i]);
-    if (i == 1) center = xi;
-    a[i] = f.w[i * 3] * left_neighbors(xi, V(T(0))) + (i == 0 ? b : V(T(0)));
-    a[i] = f.w[i * 3 + 1] * xi + a[i];
-    a[i] = f.w[i * 3 + 2] * V::load(r[i] + 1) + a[i];
-  }
-  return (a[0] + a[1]) + a[2];
+inline V stencil3x3_left(const Filter9<V>& f, const T* const (&r)[3], V b) {
+  return stencil_taps(f, b, [&](int i, int j) {
+    return j == 0 ? left_neighbors(V::load(r[i]), V(T(0))) : V::load(r[i] + j - 1);
+  });
 }
 
 // stencil3x3 at the vector at w = W - kWidth > 0: column W is zero, shifted in by right_neighbors.
 template <typename V, typename T>
-inline V stencil3x3_right(const Filter9<V>& f, const T* const (&r)[3], int64_t w, V b, V& center) {
-  V a[3];
-  for (int i = 0; i < 3; ++i) {
-    const V xi = V::load(r[i] + w);
-    if (i == 1) center = xi;
-    a[i] = f.w[i * 3] * V::load(r[i] + w - 1) + (i == 0 ? b : V(T(0)));
-    a[i] = f.w[i * 3 + 1] * xi + a[i];
-    a[i] = f.w[i * 3 + 2] * right_neighbors(xi, V(T(0))) + a[i];
-  }
-  return (a[0] + a[1]) + a[2];
+inline V stencil3x3_right(const Filter9<V>& f, const T* const (&r)[3], int64_t w, V b) {
+  return stencil_taps(f, b, [&](int i, int j) {
+    return j == 2 ? right_neighbors(V::load(r[i] + w), V(T(0))) : V::load(r[i] + w - 1 + j);
+  });
 }
 
 // Rows of one plane read in place; see RowKernels::nchw_forward for the arguments. The
@@ -202,9 +189,7 @@ void nchw_forward(const typename V::Scalar* x, int64_t xs, int64_t rows, const t
       forward_point(V::load(rr[1] + e.w, e.tap[1]), stencil3x3_edge(f, rr, e, bias), k).store(yr + e.w, e.out);
     };
     if (fast_left) {
-      V c;
-      const V l = stencil3x3_left(f, rr, bias, c);
-      forward_point(c, l, k).store(yr);
+      forward_point(V::load(rr[1]), stencil3x3_left(f, rr, bias), k).store(yr);
     } else {
       edge(left);
     }
@@ -222,9 +207,7 @@ void nchw_forward(const typename V::Scalar* x, int64_t xs, int64_t rows, const t
     for (; w < interior_end; w += kW) interior(w, Unroll<1>());
     for (int e = 0; e < num_right; ++e) {
       if (fast_right && e + 1 == num_right) {
-        V c;
-        const V l = stencil3x3_right(f, rr, right[e].w, bias, c);
-        forward_point(c, l, k).store(yr + right[e].w);
+        forward_point(V::load(rr[1] + right[e].w), stencil3x3_right(f, rr, right[e].w, bias), k).store(yr + right[e].w);
       } else {
         edge(right[e]);
       }
@@ -274,20 +257,6 @@ void nchw_backward_dx(const typename V::Scalar* d0, const typename V::Scalar* d1
   }
 }
 
-// b + the 3x3 stencil at one pixel of NHWC rows: q[i] points at the pixel in row i, all rows
-// have pixel stride s; taps j in [J0, J1) only (the others fall outside the image). ld loads.
-template <int J0, int J1, typename V, typename T, typename Load>
-inline V stencil_pixel(const Filter9<V>& f, const T* const (&q)[3], int64_t s, V b, Load ld) {
-  V a[3];
-  for (int i = 0; i < 3; ++i) {
-    for (int j = J0; j < J1; ++j) {
-      const V t = f.w[i * 3 + j] * ld(q[i] + (j - 1) * s);
-      a[i] = j > J0 ? t + a[i] : i == 0 ? t + b : t;
-    }
-  }
-  return (a[0] + a[1]) + a[2];
-}
-
 // One channel vector (channels [c, c + kWidth) of rows rp, the last one masked when cb is not a
 // multiple of the width) of pixels [w0, w1) of one row.
 template <typename V, bool kMasked>
@@ -322,7 +291,7 @@ void nhwc_forward_pixels(const typename V::Scalar* const (&rp)[3], int64_t xw, i
     V l[U];
     for (int u = 0; u < U; ++u) {
       const T* const qu[3] = {q[0] + u * xw, q[1] + u * xw, q[2] + u * xw};
-      l[u] = stencil_pixel<J0, J1>(f, qu, xw, bias, ld);
+      l[u] = stencil_taps<J0, J1>(f, bias, [&](int i, int j) { return ld(qu[i] + (j - 1) * xw); });
     }
     for (int u = 0; u < U; ++u) {
       // Pixels are short channel runs C apart in a channels_last tensor, which the hardware

@@ -7,6 +7,7 @@ Environment switches:
   MAX_JOBS                parallel compile jobs (ninja)
 The build never calls torch.cuda.is_available(): it works on machines without a GPU.
 """
+
 import glob
 import os
 import shutil
@@ -73,8 +74,10 @@ def extensions():
 
         ce.CUDA_HOME = cuda_home  # in case torch guessed another directory before us
         nvcc = ["-O3", "-std=c++20", "--threads", "2", "-lineinfo", "--expt-relaxed-constexpr"]
-        log(f"building CPU + CUDA kernels (CUDA_HOME={cuda_home}, "
-            f"TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']}, {len(cuda)} .cu files)")
+        log(
+            f"building CPU + CUDA kernels (CUDA_HOME={cuda_home}, "
+            f"TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']}, {len(cuda)} .cu files)"
+        )
         return [
             CUDAExtension(
                 "lgf_ops._C",
@@ -115,5 +118,7 @@ setup(
     python_requires=">=3.9",
     install_requires=["torch>=2.4", "torchvision", "numpy", "pycocotools", "tqdm"],
     extras_require={"plot": ["matplotlib"], "triton": ["triton"], "test": ["pytest"]},
-    entry_points={"console_scripts": ["lgf-train = lgf.trainer:main", "lgf-eval = lgf.evaluation:main"]},
+    entry_points={
+        "console_scripts": ["lgf-train = lgf.trainer:main", "lgf-eval = lgf.evaluation:main"]
+    },
 )

@@ -12,6 +12,7 @@ peak allocated during the step).
     python benchmarks/bench_op.py --device cuda --dtype float16
     python benchmarks/bench_op.py --backend triton --device cuda
 """
+
 import argparse
 import json
 import os
@@ -92,8 +93,13 @@ def build_variants(args, device, dtype):
         if not args.no_plain:
             variants[f"eager {tag}"] = (lgf_fused_reference, inputs, False)
             if not args.no_compile:
-                variants[f"compile {tag}"] = (torch.compile(lgf_fused_reference, dynamic=False), inputs, False)
+                variants[f"compile {tag}"] = (
+                    torch.compile(lgf_fused_reference, dynamic=False),
+                    inputs,
+                    False,
+                )
         for backend in args.backends:
+
             def fused(*a, _b=backend):
                 return lgf_ops.lgf_fused(*a, backend=_b)
 
@@ -130,15 +136,25 @@ def measure(args):
     rows = []
     for name, (fn, inputs, fused) in variants.items():
         med = {k: statistics.median(v) for k, v in state[name].items()}
-        rows.append({
-            "variant": name, "fused": fused,
-            "fwd_ms": med["fwd"], "bwd_ms": med["bwd"], "full_ms": med["full"],
-            "fwd_GBps": bytes_xy / (med["fwd"] * 1e-3) / 1e9,
-            # CPU time per element: forward ms x threads / elements (compute cost, layout-free)
-            "fwd_ns_per_elem_thread": med["fwd"] * 1e6 * torch.get_num_threads() / max(1, x0.numel()),
-            "saved_MB": saved_bytes(fn, inputs) / 2**20,
-            "step_peak_MB": (lambda b: None if b is None else b / 2**20)(step_peak_bytes(fn, inputs, device)),
-        })
+        rows.append(
+            {
+                "variant": name,
+                "fused": fused,
+                "fwd_ms": med["fwd"],
+                "bwd_ms": med["bwd"],
+                "full_ms": med["full"],
+                "fwd_GBps": bytes_xy / (med["fwd"] * 1e-3) / 1e9,
+                # CPU time per element: forward ms x threads / elements (compute cost, layout-free)
+                "fwd_ns_per_elem_thread": med["fwd"]
+                * 1e6
+                * torch.get_num_threads()
+                / max(1, x0.numel()),
+                "saved_MB": saved_bytes(fn, inputs) / 2**20,
+                "step_peak_MB": (lambda b: None if b is None else b / 2**20)(
+                    step_peak_bytes(fn, inputs, device)
+                ),
+            }
+        )
     plain = [r for r in rows if not r["fused"]]
     best = {k: min(r[k] for r in plain) for k in ("fwd_ms", "bwd_ms", "full_ms")} if plain else None
     for r in rows:
@@ -147,47 +163,80 @@ def measure(args):
             r["speedup_bwd"] = best["bwd_ms"] / r["bwd_ms"]
             r["speedup_full"] = best["full_ms"] / r["full_ms"]
     return {
-        "config": {**vars(args), "torch": torch.__version__, "threads": torch.get_num_threads(),
-                   "input_MB": x0.numel() * x0.element_size() / 2**20},
-        "clone_ms": statistics.median(clone_ms), "clone_GBps": clone_gbs,
-        "best_plain": best, "rows": rows,
+        "config": {
+            **vars(args),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "input_MB": x0.numel() * x0.element_size() / 2**20,
+        },
+        "clone_ms": statistics.median(clone_ms),
+        "clone_GBps": clone_gbs,
+        "best_plain": best,
+        "rows": rows,
     }
 
 
 def print_table(result):
     cfg = result["config"]
-    print(f"\nlgf_fused on {cfg['device']} {cfg['dtype']}, N={cfg['N']} C={cfg['C']} H={cfg['H']} W={cfg['W']}, "
-          f"{cfg['threads']} threads, {cfg['reps']} interleaved rounds, medians")
-    print(f"clone() of x: {result['clone_ms']:.2f} ms = {result['clone_GBps']:.1f} GB/s (read + write)")
-    head = f"{'variant':28s} {'fwd ms':>9s} {'bwd ms':>9s} {'fwd+bwd ms':>11s} {'fwd GB/s':>9s} " \
-           f"{'x fwd':>6s} {'x bwd':>6s} {'x full':>6s} {'saved MB':>9s}"
+    print(
+        f"\nlgf_fused on {cfg['device']} {cfg['dtype']}, N={cfg['N']} C={cfg['C']} H={cfg['H']} W={cfg['W']}, "
+        f"{cfg['threads']} threads, {cfg['reps']} interleaved rounds, medians"
+    )
+    print(
+        f"clone() of x: {result['clone_ms']:.2f} ms = {result['clone_GBps']:.1f} GB/s (read + write)"
+    )
+    head = (
+        f"{'variant':28s} {'fwd ms':>9s} {'bwd ms':>9s} {'fwd+bwd ms':>11s} {'fwd GB/s':>9s} "
+        f"{'x fwd':>6s} {'x bwd':>6s} {'x full':>6s} {'saved MB':>9s}"
+    )
     print(head)
     print("-" * len(head))
     for r in result["rows"]:
-        sp = [f"{r[k]:6.2f}" if k in r else "     -" for k in ("speedup_fwd", "speedup_bwd", "speedup_full")]
-        print(f"{r['variant']:28s} {r['fwd_ms']:9.2f} {r['bwd_ms']:9.2f} {r['full_ms']:11.2f} "
-              f"{r['fwd_GBps']:9.1f} {sp[0]} {sp[1]} {sp[2]} {r['saved_MB']:9.1f}")
-    print("x fwd / x bwd / x full: speed-up over the best plain-PyTorch variant (eager or compile, either layout)")
+        sp = [
+            f"{r[k]:6.2f}" if k in r else "     -"
+            for k in ("speedup_fwd", "speedup_bwd", "speedup_full")
+        ]
+        print(
+            f"{r['variant']:28s} {r['fwd_ms']:9.2f} {r['bwd_ms']:9.2f} {r['full_ms']:11.2f} "
+            f"{r['fwd_GBps']:9.1f} {sp[0]} {sp[1]} {sp[2]} {r['saved_MB']:9.1f}"
+        )
+    print(
+        "x fwd / x bwd / x full: speed-up over the best plain-PyTorch variant (eager or compile, either layout)"
+    )
     for r in result["rows"]:
         if r["fused"]:
-            print(f"{r['variant']}: forward {r['fwd_ns_per_elem_thread']:.2f} ns per element per thread")
+            print(
+                f"{r['variant']}: forward {r['fwd_ns_per_elem_thread']:.2f} ns per element per thread"
+            )
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default=None, help="float32 (CPU default) | float16 (GPU default) | bfloat16")
-    p.add_argument("--backend", default=None, help="fused backend(s), comma separated; default: all that apply")
+    p.add_argument(
+        "--dtype", default=None, help="float32 (CPU default) | float16 (GPU default) | bfloat16"
+    )
+    p.add_argument(
+        "--backend", default=None, help="fused backend(s), comma separated; default: all that apply"
+    )
     p.add_argument("-N", type=int, default=2)
     p.add_argument("-C", type=int, default=512)
     p.add_argument("-H", type=int, default=80)
     p.add_argument("-W", type=int, default=80)
     p.add_argument("--reps", type=int, default=15)
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's default)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="CPU threads (default: torch's default)"
+    )
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
     p.add_argument("--no-plain", action="store_true", help="time only the fused backends")
-    p.add_argument("--json", default=None, help="output path (default benchmarks/results/bench_op_<device>.json)")
+    p.add_argument(
+        "--json",
+        default=None,
+        help="output path (default benchmarks/results/bench_op_<device>.json)",
+    )
     args = p.parse_args(argv)
     if args.threads is not None and args.threads < 1:
         p.error("--threads must be at least 1")
@@ -213,8 +262,9 @@ def main(argv=None):
     finally:
         torch.set_num_threads(threads_before)
     print_table(result)
-    path = args.json or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
-                                     f"bench_op_{device.type}.json")
+    path = args.json or os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "results", f"bench_op_{device.type}.json"
+    )
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         json.dump(result, f, indent=2)

@@ -1,9 +1,10 @@
 """LGF: Local-Global Fusion blocks and a torchvision RetinaNet builder (DESIGN.md section 3).
 
-    import lgf
-    block = lgf.LGF(512)                                        # the fused block
-    model = lgf.retinanet_resnet50_fpn(block="lgf", insert_level="C3", num_classes=2)
+import lgf
+block = lgf.LGF(512)                                        # the fused block
+model = lgf.retinanet_resnet50_fpn(block="lgf", insert_level="C3", num_classes=2)
 """
+
 from .blocks import CBAM, LGF, SE, LGFPaper
 from .evaluation import evaluate_checkpoint
 from .models import (

@@ -8,6 +8,7 @@
 
 Every block maps (N, C, H, W) to (N, C, H, W) and keeps the input's dtype.
 """
+
 import math
 
 import torch
@@ -84,7 +85,9 @@ class LGF(nn.Module):
         if gate not in GATES:
             raise ValueError(f"LGF: gate must be one of {GATES}, got {gate!r}")
         if backend is not None and backend not in lgf_ops.BACKENDS:
-            raise ValueError(f"LGF: backend must be one of {lgf_ops.BACKENDS} or None, got {backend!r}")
+            raise ValueError(
+                f"LGF: backend must be one of {lgf_ops.BACKENDS} or None, got {backend!r}"
+            )
         self.channels = channels
         self.gate_mode = gate
         self.backend = backend
@@ -125,7 +128,9 @@ class LGF(nn.Module):
 
     def forward(self, x):
         if x.dim() != 4 or x.shape[1] != self.channels:
-            raise ValueError(f"LGF: expected input (N, {self.channels}, H, W), got {tuple(x.shape)}")
+            raise ValueError(
+                f"LGF: expected input (N, {self.channels}, H, W), got {tuple(x.shape)}"
+            )
         g = self.global_context(x)
         return lgf_ops.lgf_fused(
             x, self.weight, self.bias, g, self.effective_gate(), self.gamma, backend=self.backend
@@ -195,7 +200,7 @@ class LGFPaper(nn.Module):
         with torch.autocast(device_type=x.device.type, enabled=False):
             tau = F.softplus(self.temperature.float()) + 1e-3
             w = torch.sigmoid(z.float().clamp(-self.clamp, self.clamp) / tau)
-        return w[:, : self.channels], w[:, self.channels:]
+        return w[:, : self.channels], w[:, self.channels :]
 
     def gate_maps(self, x):
         """(w_L, w_G) averaged over channels, each (N, 1, H, W) float32."""

@@ -5,6 +5,7 @@ loads with weights_only=True. It is written to a temporary file in the target di
 flushed and fsync'ed, then moved over the target with os.replace: a process killed at any moment
 leaves either the old checkpoint or the new one, never a partial file.
 """
+
 import os
 import random
 import tempfile
@@ -44,7 +45,9 @@ def atomic_torch_save(obj, path):
     path = os.path.abspath(path)
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    fd, tmp = tempfile.mkstemp(
+        prefix=TMP_PREFIX + os.path.basename(path) + ".", suffix=".tmp", dir=directory
+    )
     try:
         os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
@@ -68,7 +71,9 @@ def atomic_copy(src, dst):
     import shutil
 
     directory = os.path.dirname(os.path.abspath(dst))
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + os.path.basename(dst) + ".", suffix=".tmp", dir=directory)
+    fd, tmp = tempfile.mkstemp(
+        prefix=TMP_PREFIX + os.path.basename(dst) + ".", suffix=".tmp", dir=directory
+    )
     os.close(fd)
     os.remove(tmp)
     try:
@@ -110,9 +115,13 @@ def load_checkpoint(path, map_location="cpu"):
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(f"cannot read checkpoint {path!r}: {type(exc).__name__}: {exc}") from None
+        raise CheckpointError(
+            f"cannot read checkpoint {path!r}: {type(exc).__name__}: {exc}"
+        ) from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "args" not in ckpt:
-        raise CheckpointError(f"{path!r} is not an LGF training checkpoint (no 'model'/'args' entries)")
+        raise CheckpointError(
+            f"{path!r} is not an LGF training checkpoint (no 'model'/'args' entries)"
+        )
     return ckpt
 
 
@@ -124,7 +133,8 @@ def primitive_args(args) -> dict:
         if isinstance(v, (str, int, float, bool)) or v is None:
             out[k] = v
         elif isinstance(v, (list, tuple)) and all(
-                isinstance(x, (str, int, float, bool)) or x is None for x in v):
+            isinstance(x, (str, int, float, bool)) or x is None for x in v
+        ):
             out[k] = list(v)
     return out
 
@@ -134,10 +144,18 @@ def capture_rng_state() -> dict:
     version, internal, gauss = random.getstate()
     np_state = np.random.get_state()
     state = {
-        "python": {"version": int(version), "state": torch.tensor(internal, dtype=torch.int64),
-                   "gauss": gauss},
-        "numpy": {"name": str(np_state[0]), "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
+        "python": {
+            "version": int(version),
+            "state": torch.tensor(internal, dtype=torch.int64),
+            "gauss": gauss,
+        },
+        "numpy": {
+            "name": str(np_state[0]),
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached": float(np_state[4]),
+        },
         "torch": torch.get_rng_state(),
         "cuda": [s for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else [],
     }
@@ -149,8 +167,15 @@ def restore_rng_state(state: dict):
     py = state["python"]
     random.setstate((py["version"], tuple(int(x) for x in py["state"].tolist()), py["gauss"]))
     npst = state["numpy"]
-    np.random.set_state((npst["name"], npst["keys"].numpy().astype(np.uint32), npst["pos"],
-                         npst["has_gauss"], npst["cached"]))
+    np.random.set_state(
+        (
+            npst["name"],
+            npst["keys"].numpy().astype(np.uint32),
+            npst["pos"],
+            npst["has_gauss"],
+            npst["cached"],
+        )
+    )
     torch.set_rng_state(state["torch"].cpu())
     cuda = state.get("cuda") or []
     if cuda and torch.cuda.is_available():

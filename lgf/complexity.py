@@ -14,6 +14,7 @@ element, lgf_ops.flops); other elementwise ops count 0 as everywhere in FlopCoun
 The mode list comes from `lgf.engine.MODES` (the trainer's --mode choices): a mode added there
 appears here without any change.
 """
+
 import statistics
 import time
 
@@ -25,8 +26,17 @@ import lgf_ops
 from .blocks import LGF
 from .engine import MODES, build_model
 
-__all__ = ["complexity_modes", "build_complexity_model", "count_params", "count_flops", "forward_fn",
-           "measure_latency", "complexity_report", "format_markdown", "REFERENCE_SUFFIX"]
+__all__ = [
+    "complexity_modes",
+    "build_complexity_model",
+    "count_params",
+    "count_flops",
+    "forward_fn",
+    "measure_latency",
+    "complexity_report",
+    "format_markdown",
+    "REFERENCE_SUFFIX",
+]
 
 REFERENCE_SUFFIX = " (reference)"
 
@@ -36,14 +46,22 @@ def complexity_modes():
     return list(MODES)
 
 
-def build_complexity_model(mode, backbone="resnet50", img_size=640, num_classes=4, lgf_backend=None,
-                           device="cpu"):
+def build_complexity_model(
+    mode, backbone="resnet50", img_size=640, num_classes=4, lgf_backend=None, device="cpu"
+):
     """The trainer's model for `mode` (random init, no download), in eval mode on `device`.
 
     lgf_backend: if set, every LGF block of the model runs the fused op with this backend
     ("reference", "cpp", ...)."""
-    model = build_model({"mode": mode, "backbone": backbone, "num_classes": num_classes,
-                         "img_size": img_size, "weights_backbone": None})
+    model = build_model(
+        {
+            "mode": mode,
+            "backbone": backbone,
+            "num_classes": num_classes,
+            "img_size": img_size,
+            "weights_backbone": None,
+        }
+    )
     if lgf_backend is not None:
         blocks = [m for m in model.modules() if isinstance(m, LGF)]
         if not blocks:
@@ -59,9 +77,11 @@ def count_params(model):
 
 def forward_fn(model):
     """x -> (classification logits, box regression) of backbone + FPN + head (no transform, no NMS)."""
+
     def run(x):
         features = list(model.backbone(x).values())
         return model.head(features)
+
     return run
 
 
@@ -112,8 +132,17 @@ def _quantile(values, q):
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
-def complexity_report(modes=None, backbone="resnet50", img_size=640, num_classes=4, device="cpu",
-                      warmup=3, repeats=10, lgf_reference=True, progress=None):
+def complexity_report(
+    modes=None,
+    backbone="resnet50",
+    img_size=640,
+    num_classes=4,
+    device="cpu",
+    warmup=3,
+    repeats=10,
+    lgf_reference=True,
+    progress=None,
+):
     """Measures each mode; returns {"meta": {...}, "rows": [...]}.
 
     Each row: mode, params, flops, delta_params / delta_flops (vs the baseline row, if measured),
@@ -144,17 +173,32 @@ def complexity_report(modes=None, backbone="resnet50", img_size=640, num_classes
     for r in rows:
         t = times[r["mode"]]
         med = statistics.median(t)
-        r.update({"latency_ms": 1e3 * med, "latency_p25_ms": 1e3 * _quantile(t, 0.25),
-                  "latency_p75_ms": 1e3 * _quantile(t, 0.75), "images_per_s": 1.0 / med})
+        r.update(
+            {
+                "latency_ms": 1e3 * med,
+                "latency_p25_ms": 1e3 * _quantile(t, 0.25),
+                "latency_p75_ms": 1e3 * _quantile(t, 0.75),
+                "images_per_s": 1.0 / med,
+            }
+        )
         if base is not None:
             r["delta_params"] = r["params"] - base["params"]
             r["delta_flops"] = r["flops"] - base["flops"]
-    meta = {"backbone": backbone, "img_size": img_size, "num_classes": num_classes, "device": str(device),
-            "batch_size": 1, "warmup": warmup, "repeats": repeats, "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "lgf_backends": lgf_ops.available_backends(),
-            "lgf_fused_backend": lgf_ops.resolve_backend("auto", device),
-            "measured": "model.backbone + model.head on a (1, 3, S, S) tensor, eval mode, inference_mode; "
-                        "no transform, anchors or NMS"}
+    meta = {
+        "backbone": backbone,
+        "img_size": img_size,
+        "num_classes": num_classes,
+        "device": str(device),
+        "batch_size": 1,
+        "warmup": warmup,
+        "repeats": repeats,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "lgf_backends": lgf_ops.available_backends(),
+        "lgf_fused_backend": lgf_ops.resolve_backend("auto", device),
+        "measured": "model.backbone + model.head on a (1, 3, S, S) tensor, eval mode, inference_mode; "
+        "no transform, anchors or NMS",
+    }
     return {"meta": meta, "rows": rows}
 
 
@@ -163,7 +207,10 @@ def format_markdown(report):
     meta, rows = report["meta"], report["rows"]
     has_delta = any("delta_params" in r for r in rows)
     head = ["mode", "params (M)"] + (["Δparams (M)"] if has_delta else []) + ["FLOPs (G)"]
-    head += (["ΔFLOPs (M)"] if has_delta else []) + ["latency ms/img, median [p25, p75]", "images/s"]
+    head += (["ΔFLOPs (M)"] if has_delta else []) + [
+        "latency ms/img, median [p25, p75]",
+        "images/s",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:
         cells = [r["mode"], f"{r['params'] / 1e6:.3f}"]
@@ -172,8 +219,10 @@ def format_markdown(report):
         cells.append(f"{r['flops'] / 1e9:.2f}")
         if has_delta:
             cells.append(f"{r['delta_flops'] / 1e6:+.1f}" if "delta_flops" in r else "")
-        cells += [f"{r['latency_ms']:.1f} [{r['latency_p25_ms']:.1f}, {r['latency_p75_ms']:.1f}]",
-                  f"{r['images_per_s']:.2f}"]
+        cells += [
+            f"{r['latency_ms']:.1f} [{r['latency_p25_ms']:.1f}, {r['latency_p75_ms']:.1f}]",
+            f"{r['images_per_s']:.2f}",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     s = meta["img_size"]
     lines += [

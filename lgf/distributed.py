@@ -4,6 +4,7 @@ A run is distributed when the environment has WORLD_SIZE > 1 (torchrun sets RANK
 WORLD_SIZE, MASTER_ADDR and MASTER_PORT). The backend is NCCL for CUDA devices and gloo otherwise,
 so a multi-process run also works on CPU. Every helper here is a no-op in a single-process run.
 """
+
 import os
 from dataclasses import dataclass
 
@@ -49,13 +50,16 @@ def init_distributed(device: str = "auto", dist_url: str = "env://", backend: st
     dev = resolve_device(device, info.local_rank if info.distributed else None)
     if info.distributed and not (dist.is_available() and dist.is_initialized()):
         if not dist.is_available():
-            raise RuntimeError("WORLD_SIZE > 1 but torch.distributed is not available in this build")
+            raise RuntimeError(
+                "WORLD_SIZE > 1 but torch.distributed is not available in this build"
+            )
         if backend == "auto":
             backend = "nccl" if dev.type == "cuda" else "gloo"
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
-        dist.init_process_group(backend=backend, init_method=dist_url,
-                                rank=info.rank, world_size=info.world_size)
+        dist.init_process_group(
+            backend=backend, init_method=dist_url, rank=info.rank, world_size=info.world_size
+        )
     return info, dev
 
 

@@ -4,6 +4,7 @@ After `updates` optimizer steps the decay is `decay * (1 - exp(-updates / ramp))
 at first (the average follows the weights), reaching `decay` after a few `ramp` steps. Floating
 point parameters and buffers (e.g. BatchNorm statistics) are averaged; integer buffers are copied.
 """
+
 import copy
 import math
 
@@ -44,8 +45,12 @@ class ModelEMA:
                 avg.copy_(cur)
 
     def state_dict(self):
-        return {"module": self.module.state_dict(), "updates": self.updates,
-                "decay": self.decay, "ramp": self.ramp}
+        return {
+            "module": self.module.state_dict(),
+            "updates": self.updates,
+            "decay": self.decay,
+            "ramp": self.ramp,
+        }
 
     def load_state_dict(self, state):
         self.module.load_state_dict(state["module"])

@@ -3,6 +3,7 @@
 `MODES` and `model_kwargs` are the one place that maps a --mode to lgf.models.build_retinanet
 arguments; a new mode is one entry here.
 """
+
 import contextlib
 import math
 import time
@@ -45,8 +46,10 @@ def anchor_generator(sizes):
     sizes = [int(s) for s in sizes]
     if len(sizes) != 5 or min(sizes) < 1:
         raise ValueError(f"anchor sizes need 5 positive values (P3..P7), got {sizes}")
-    return AnchorGenerator(tuple((s, int(s * 2 ** (1 / 3)), int(s * 2 ** (2 / 3))) for s in sizes),
-                           ((0.5, 1.0, 2.0),) * 5)
+    return AnchorGenerator(
+        tuple((s, int(s * 2 ** (1 / 3)), int(s * 2 ** (2 / 3))) for s in sizes),
+        ((0.5, 1.0, 2.0),) * 5,
+    )
 
 
 def model_kwargs(args) -> dict:
@@ -77,7 +80,9 @@ def model_kwargs(args) -> dict:
 
 def build_model(args, **overrides):
     """Builds the RetinaNet that the trainer arguments describe (overrides replace builder kwargs)."""
-    from .models import build_retinanet  # imported here: the model module is optional at import time
+    from .models import (
+        build_retinanet,  # imported here: the model module is optional at import time
+    )
 
     kwargs = model_kwargs(args)
     kwargs.update(overrides)
@@ -101,8 +106,10 @@ def build_optimizer(model, opt="sgd", lr=0.01, momentum=0.9, weight_decay=1e-4):
     for p in model.parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
     if opt == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum)
     if opt == "adamw":
@@ -120,26 +127,50 @@ class TrainState:
     """Progress counters saved in checkpoints."""
 
     def __init__(self):
-        self.epoch = 0           # completed epochs
-        self.iter_in_epoch = 0   # optimizer steps done in the current (incomplete) epoch
-        self.step = 0            # optimizer steps done in total
+        self.epoch = 0  # completed epochs
+        self.iter_in_epoch = 0  # optimizer steps done in the current (incomplete) epoch
+        self.step = 0  # optimizer steps done in total
 
     def state_dict(self):
         return {"epoch": self.epoch, "iter_in_epoch": self.iter_in_epoch, "step": self.step}
 
     def load_state_dict(self, d):
-        self.epoch, self.iter_in_epoch, self.step = int(d["epoch"]), int(d["iter_in_epoch"]), int(d["step"])
+        self.epoch, self.iter_in_epoch, self.step = (
+            int(d["epoch"]),
+            int(d["iter_in_epoch"]),
+            int(d["step"]),
+        )
 
 
 def _to_device(targets, device):
-    return [{k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()}
-            for t in targets]
+    return [
+        {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()}
+        for t in targets
+    ]
 
 
-def train_one_epoch(model, optimizer, scheduler, scaler, loader, device, state, *, epoch,
-                    accum_steps=1, amp_dtype=None, clip_grad=0.0, ema=None, max_iters=0,
-                    iters_per_epoch=0, log_every=10, logger=None, progress=False, on_step=None,
-                    regularizer=None):
+def train_one_epoch(
+    model,
+    optimizer,
+    scheduler,
+    scaler,
+    loader,
+    device,
+    state,
+    *,
+    epoch,
+    accum_steps=1,
+    amp_dtype=None,
+    clip_grad=0.0,
+    ema=None,
+    max_iters=0,
+    iters_per_epoch=0,
+    log_every=10,
+    logger=None,
+    progress=False,
+    on_step=None,
+    regularizer=None,
+):
     """Trains from state.iter_in_epoch to the end of the epoch (or until max_iters total steps).
 
     The loader's sampler must already skip the micro-batches of the steps done (mid-epoch resume).
@@ -162,8 +193,14 @@ def train_one_epoch(model, optimizer, scheduler, scaler, loader, device, state, 
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=total_micro, initial=micro, desc=f"epoch {epoch + 1}", dynamic_ncols=True,
-                   disable=None, leave=False)
+        bar = tqdm(
+            total=total_micro,
+            initial=micro,
+            desc=f"epoch {epoch + 1}",
+            dynamic_ncols=True,
+            disable=None,
+            leave=False,
+        )
     optimizer.zero_grad(set_to_none=True)
     for images, targets in loader:
         if micro >= total_micro:
@@ -175,7 +212,9 @@ def train_one_epoch(model, optimizer, scheduler, scaler, loader, device, state, 
         targets = _to_device(targets, device)
         sync = contextlib.nullcontext() if (last_in_group or not is_ddp) else model.no_sync()
         with sync:
-            with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            with torch.autocast(
+                device_type=device.type, dtype=amp_dtype, enabled=amp_dtype is not None
+            ):
                 loss_dict = model(images, targets)
             if regularizer is not None:  # outside autocast: the weight statistics stay fp32
                 loss_dict["feature_enhancement"] = regularizer(unwrap(model))
@@ -188,7 +227,8 @@ def train_one_epoch(model, optimizer, scheduler, scaler, loader, device, state, 
                     f"non-finite training loss at epoch {epoch + 1}, step {state.step + 1} "
                     f"(rank {du.get_rank()}: loss={loss_value:.4g}; {parts}). Training stopped; "
                     f"the last checkpoint written before this step is intact. Try a lower --lr, "
-                    f"--clip-grad, or --amp none.")
+                    f"--clip-grad, or --amp none."
+                )
             scaler.scale(loss / group_size).backward()
         micro += 1
         vals = {"loss": loss_value}
@@ -228,6 +268,12 @@ def train_one_epoch(model, optimizer, scheduler, scaler, loader, device, state, 
     if bar is not None:
         bar.close()
     out = {k: v / max(1, count) for k, v in sums.items()}
-    out.update({"stopped": stopped, "steps": n_steps, "time": time.time() - t0,
-                "epoch_done": micro >= total_micro})
+    out.update(
+        {
+            "stopped": stopped,
+            "steps": n_steps,
+            "time": time.time() - t0,
+            "epoch_done": micro >= total_micro,
+        }
+    )
     return out

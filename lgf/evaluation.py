@@ -6,6 +6,7 @@ that kind), per_class_AP and per_class_AP_small ({class name: value}), num_image
 An empty list of detections is scored like any other (0 where there are boxes to find, -1 where
 there are none), through an empty result set since pycocotools cannot load an empty list.
 """
+
 import contextlib
 import io
 import json
@@ -16,8 +17,20 @@ import torch
 
 from . import distributed as du
 
-STAT_NAMES = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large",
-              "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large")
+STAT_NAMES = (
+    "AP",
+    "AP50",
+    "AP75",
+    "AP_small",
+    "AP_medium",
+    "AP_large",
+    "AR1",
+    "AR10",
+    "AR100",
+    "AR_small",
+    "AR_medium",
+    "AR_large",
+)
 METRIC_NAMES = STAT_NAMES
 
 
@@ -34,8 +47,14 @@ def predictions_to_coco(outputs, image_ids, label_to_cat_id):
         for b, s, lab in zip(xywh, scores, labels):
             if not 0 < lab < len(label_to_cat_id):
                 continue
-            results.append({"image_id": int(img_id), "category_id": int(label_to_cat_id[lab]),
-                            "bbox": [round(float(v), 3) for v in b], "score": round(float(s), 5)})
+            results.append(
+                {
+                    "image_id": int(img_id),
+                    "category_id": int(label_to_cat_id[lab]),
+                    "bbox": [round(float(v), 3) for v in b],
+                    "score": round(float(s), 5),
+                }
+            )
     return results
 
 
@@ -45,8 +64,11 @@ def _empty_results(coco_gt):
     from pycocotools.coco import COCO
 
     empty = COCO()
-    empty.dataset = {"images": list(coco_gt.dataset.get("images", [])),
-                     "categories": list(coco_gt.dataset.get("categories", [])), "annotations": []}
+    empty.dataset = {
+        "images": list(coco_gt.dataset.get("images", [])),
+        "categories": list(coco_gt.dataset.get("categories", [])),
+        "annotations": [],
+    }
     with contextlib.redirect_stdout(io.StringIO()):
         empty.createIndex()
     return empty
@@ -102,7 +124,9 @@ def predict(model, loader, device, label_to_cat_id, progress=False, amp_dtype=No
         it = tqdm(loader, desc="eval", leave=False, dynamic_ncols=True, disable=None)
     for images, targets in it:
         images = [im.to(device, non_blocking=True) for im in images]
-        with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        with torch.autocast(
+            device_type=device.type, dtype=amp_dtype, enabled=amp_dtype is not None
+        ):
             outputs = model(images)
         ids = [t["image_id"] for t in targets]
         results.extend(predictions_to_coco(outputs, ids, label_to_cat_id))
@@ -111,10 +135,14 @@ def predict(model, loader, device, label_to_cat_id, progress=False, amp_dtype=No
     return results, seen
 
 
-def evaluate(model, loader, coco_gt, label_to_cat_id, device, progress=False, verbose=False, amp_dtype=None):
+def evaluate(
+    model, loader, coco_gt, label_to_cat_id, device, progress=False, verbose=False, amp_dtype=None
+):
     """Distributed-aware evaluation: every rank predicts its share, rank 0 gathers (all_gather_object)
     and scores, and the metrics are broadcast so every rank returns the same dict."""
-    results, seen = predict(model, loader, device, label_to_cat_id, progress=progress, amp_dtype=amp_dtype)
+    results, seen = predict(
+        model, loader, device, label_to_cat_id, progress=progress, amp_dtype=amp_dtype
+    )
     gathered = du.all_gather_object((results, seen))
     metrics = None
     if du.get_rank() == 0:
@@ -133,8 +161,19 @@ def write_metrics_json(metrics, path):
     os.replace(tmp, path)
 
 
-def evaluate_checkpoint(ckpt_path, val_img, val_ann, use_ema=True, batch_size=4, device="auto",
-                        workers=0, max_images=None, output_json=None, progress=False, verbose=False):
+def evaluate_checkpoint(
+    ckpt_path,
+    val_img,
+    val_ann,
+    use_ema=True,
+    batch_size=4,
+    device="auto",
+    workers=0,
+    max_images=None,
+    output_json=None,
+    progress=False,
+    verbose=False,
+):
     """Evaluates a training checkpoint on a COCO-style set; returns the metric dict.
 
     ckpt_path: a last.pt / best.pt written by the trainer (loaded with weights_only=True).
@@ -151,13 +190,20 @@ def evaluate_checkpoint(ckpt_path, val_img, val_ann, use_ema=True, batch_size=4,
     dev = du.resolve_device(device)
     model, used_ema = model_from_checkpoint(ckpt, use_ema=use_ema)
     model.to(dev)
-    dataset = CocoDetection(val_img, val_ann, transforms=build_transforms(train=False),
-                            max_images=max_images, name="val")
+    dataset = CocoDetection(
+        val_img,
+        val_ann,
+        transforms=build_transforms(train=False),
+        max_images=max_images,
+        name="val",
+    )
     label_to_cat_id = list(ckpt.get("label_to_cat_id") or dataset.label_to_cat_id)
     unknown = set(label_to_cat_id[1:]) - set(dataset.coco.getCatIds())
     if unknown:
-        raise ValueError(f"{val_ann!r} lacks the categories {sorted(unknown)} that the checkpoint "
-                         f"{ckpt_path!r} was trained on")
+        raise ValueError(
+            f"{val_ann!r} lacks the categories {sorted(unknown)} that the checkpoint "
+            f"{ckpt_path!r} was trained on"
+        )
     loader = make_loader(dataset, batch_size, train=False, workers=workers)
     results, seen = predict(model, loader, dev, label_to_cat_id, progress=progress)
     metrics = coco_metrics(dataset.coco, results, seen, verbose=verbose)
@@ -181,10 +227,18 @@ def main(argv=None):
     args = build_eval_parser().parse_args(argv)
     try:
         metrics = evaluate_checkpoint(
-            args.checkpoint, args.val_img, args.val_ann, use_ema=not args.no_ema,
-            batch_size=args.batch_size, device=args.device, workers=args.workers,
-            max_images=args.max_images or None, output_json=args.output_json,
-            progress=True, verbose=not args.quiet)
+            args.checkpoint,
+            args.val_img,
+            args.val_ann,
+            use_ema=not args.no_ema,
+            batch_size=args.batch_size,
+            device=args.device,
+            workers=args.workers,
+            max_images=args.max_images or None,
+            output_json=args.output_json,
+            progress=True,
+            verbose=not args.quiet,
+        )
     except (DatasetError, CheckpointError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2

@@ -15,6 +15,7 @@ Model selection (`select`): "best" = the trainer's best.pt (best validation valu
 "best" the validation numbers are optimistic (the checkpoint was chosen on the same set); give a
 separate test split for unbiased numbers.
 """
+
 import csv
 import json
 import math
@@ -24,9 +25,21 @@ from dataclasses import dataclass
 from .evaluation import write_metrics_json
 
 __all__ = [
-    "REPORT_METRICS", "METRIC_LABELS", "SELECTIONS", "RunSpec", "plan_runs", "result_file", "read_result",
-    "write_json_atomic", "mean_std", "aggregate", "format_value", "markdown_table", "weather_markdown_table",
-    "write_csv", "parse_list",
+    "REPORT_METRICS",
+    "METRIC_LABELS",
+    "SELECTIONS",
+    "RunSpec",
+    "plan_runs",
+    "result_file",
+    "read_result",
+    "write_json_atomic",
+    "mean_std",
+    "aggregate",
+    "format_value",
+    "markdown_table",
+    "weather_markdown_table",
+    "write_csv",
+    "parse_list",
 ]
 
 # column order of the published table; "AP" is shown as mAP (COCO AP over IoU 0.5:0.95)
@@ -77,7 +90,9 @@ def parse_list(text, what, convert=str):
 def plan_runs(modes, datasets, levels, seeds):
     """Every RunSpec, seed-major (all groups of seed 0 first, then seed 1, ...), so a grid stopped
     halfway already has one seed of every group; inside a seed: dataset, level, mode order."""
-    return [RunSpec(d, lvl, m, int(s)) for s in seeds for d in datasets for lvl in levels for m in modes]
+    return [
+        RunSpec(d, lvl, m, int(s)) for s in seeds for d in datasets for lvl in levels for m in modes
+    ]
 
 
 def result_file(run_dir, select):
@@ -138,8 +153,16 @@ def aggregate(results, split, metrics=REPORT_METRICS, group_order=None):
     rows = []
     for key in keys:
         runs = sorted(groups[key], key=lambda t: t[0])
-        row = {"dataset": key[0], "insert_level": key[1], "mode": key[2], "split": split, "n": len(runs),
-               "seeds": [s for s, _ in runs], "mean": {}, "std": {}}
+        row = {
+            "dataset": key[0],
+            "insert_level": key[1],
+            "mode": key[2],
+            "split": split,
+            "n": len(runs),
+            "seeds": [s for s, _ in runs],
+            "mean": {},
+            "std": {},
+        }
         for metric in metrics:
             mean, std = mean_std([m.get(metric) for _, m in runs])
             row["mean"][metric], row["std"][metric] = mean, std
@@ -158,7 +181,10 @@ def format_value(mean, std, scale=100.0, digits=2):
 def markdown_table(rows, metrics=REPORT_METRICS, scale=100.0, digits=2, seeds_planned=None):
     """Markdown table: dataset | level | mode | seeds | one mean ± std column per metric."""
     head = ["dataset", "level", "mode", "seeds"] + [METRIC_LABELS.get(m, m) for m in metrics]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * len(metrics)) + "|"]
+    lines = [
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(["---"] * 4 + ["---:"] * len(metrics)) + "|",
+    ]
     for r in rows:
         n = f"{r['n']}/{seeds_planned}" if seeds_planned else str(r["n"])
         cells = [r["dataset"], r["insert_level"], r["mode"], n]
@@ -167,7 +193,9 @@ def markdown_table(rows, metrics=REPORT_METRICS, scale=100.0, digits=2, seeds_pl
     return "\n".join(lines)
 
 
-def weather_markdown_table(clean_rows, condition_rows, metrics=("AP", "AP_small"), scale=100.0, digits=2):
+def weather_markdown_table(
+    clean_rows, condition_rows, metrics=("AP", "AP_small"), scale=100.0, digits=2
+):
     """Robustness table: one row per group; columns clean and each condition x `metrics`.
 
     condition_rows: {condition split name: rows from `aggregate`} (same groups as clean_rows)."""
@@ -175,15 +203,24 @@ def weather_markdown_table(clean_rows, condition_rows, metrics=("AP", "AP_small"
     head = ["dataset", "level", "mode", "seeds"]
     for split in ["clean"] + conds:
         head += [f"{split} {METRIC_LABELS.get(m, m)}" for m in metrics]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * (len(head) - 4)) + "|"]
-    index = {c: {(r["dataset"], r["insert_level"], r["mode"]): r for r in condition_rows[c]} for c in conds}
+    lines = [
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(["---"] * 4 + ["---:"] * (len(head) - 4)) + "|",
+    ]
+    index = {
+        c: {(r["dataset"], r["insert_level"], r["mode"]): r for r in condition_rows[c]}
+        for c in conds
+    }
     for r in clean_rows:
         key = (r["dataset"], r["insert_level"], r["mode"])
         cells = [r["dataset"], r["insert_level"], r["mode"], str(r["n"])]
         cells += [format_value(r["mean"][m], r["std"][m], scale, digits) for m in metrics]
         for c in conds:
             cr = index[c].get(key)
-            cells += [format_value(cr["mean"][m], cr["std"][m], scale, digits) if cr else "n/a" for m in metrics]
+            cells += [
+                format_value(cr["mean"][m], cr["std"][m], scale, digits) if cr else "n/a"
+                for m in metrics
+            ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -201,7 +238,14 @@ def write_csv(rows, path, metrics=REPORT_METRICS):
         w = csv.writer(f)
         w.writerow(cols)
         for r in rows:
-            line = [r["dataset"], r["insert_level"], r["mode"], r["split"], r["n"], " ".join(map(str, r["seeds"]))]
+            line = [
+                r["dataset"],
+                r["insert_level"],
+                r["mode"],
+                r["split"],
+                r["n"],
+                " ".join(map(str, r["seeds"])),
+            ]
             for m in metrics:
                 for v in (r["mean"][m], r["std"][m]):
                     line.append("" if v is None else repr(float(v)))

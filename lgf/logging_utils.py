@@ -4,6 +4,7 @@ evaluation) and training_curves.png (loss and AP curves; skipped with a warning 
 Records are dicts with a "type" ("train", "epoch" or "eval") and the optimizer "step". On resume
 the records written after the checkpoint's step are dropped, since that work is redone.
 """
+
 import csv
 import json
 import math

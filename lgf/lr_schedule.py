@@ -1,4 +1,5 @@
 """Learning-rate schedules counted in optimizer steps: linear warm-up, then step, cosine or constant."""
+
 import math
 
 import torch
@@ -6,8 +7,16 @@ import torch
 SCHEDULES = ("cosine", "step", "constant")
 
 
-def lr_factor(step, total_steps, schedule="cosine", warmup_steps=0, warmup_factor=0.001,
-              milestones=(), gamma=0.1, min_ratio=0.0):
+def lr_factor(
+    step,
+    total_steps,
+    schedule="cosine",
+    warmup_steps=0,
+    warmup_factor=0.001,
+    milestones=(),
+    gamma=0.1,
+    min_ratio=0.0,
+):
     """Multiplier of the base learning rate at optimizer step `step` (0-based).
 
     Warm-up ramps linearly from warmup_factor to 1 over warmup_steps. "step" multiplies by gamma
@@ -30,13 +39,22 @@ def lr_factor(step, total_steps, schedule="cosine", warmup_steps=0, warmup_facto
     return f
 
 
-def build_scheduler(optimizer, total_steps, schedule="cosine", warmup_steps=0, warmup_factor=0.001,
-                    milestones=(), gamma=0.1, min_ratio=0.0):
+def build_scheduler(
+    optimizer,
+    total_steps,
+    schedule="cosine",
+    warmup_steps=0,
+    warmup_factor=0.001,
+    milestones=(),
+    gamma=0.1,
+    min_ratio=0.0,
+):
     """A LambdaLR stepped once per optimizer step. Its state_dict holds only numbers."""
     milestones = tuple(int(m) for m in milestones)
 
     def factor(step):
-        return lr_factor(step, total_steps, schedule, warmup_steps, warmup_factor, milestones, gamma,
-                         min_ratio)
+        return lr_factor(
+            step, total_steps, schedule, warmup_steps, warmup_factor, milestones, gamma, min_ratio
+        )
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

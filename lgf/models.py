@@ -14,6 +14,7 @@ torchvision's FeaturePyramidNetwork with the same in/out channels, output keys a
 names; the FPN's (possibly pretrained) weights are copied into it, so again every torchvision
 state-dict key is kept and only the neck's new modules add keys.
 """
+
 import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -103,7 +104,9 @@ def make_block(block, channels, *, gate="sigmoid", **block_kwargs):
         raise ValueError(f"gate={gate!r} applies to block='lgf' only (got block={block!r})")
     if name in _NO_BLOCK:
         if block_kwargs:
-            raise ValueError(f"block_kwargs {sorted(block_kwargs)} given but block={block!r} builds no block")
+            raise ValueError(
+                f"block_kwargs {sorted(block_kwargs)} given but block={block!r} builds no block"
+            )
         return None
     if name == "lgf":
         if "gate" in block_kwargs:
@@ -130,7 +133,9 @@ class BackboneWithBlock(BackboneWithFPN):
         layer, _ = LEVELS[level]
         feature = backbone_with_fpn.body.return_layers.get(layer)
         if feature is None:
-            raise ValueError(f"insert_level {level} ({layer}) is not among the body's returned layers")
+            raise ValueError(
+                f"insert_level {level} ({layer}) is not among the body's returned layers"
+            )
         self.body = backbone_with_fpn.body
         self.fpn = backbone_with_fpn.fpn
         self.out_channels = backbone_with_fpn.out_channels
@@ -170,7 +175,9 @@ def _verify_backbone_weights(backbone, weights_backbone):
     try:
         return enum.verify(weights_backbone)
     except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"weights_backbone={weights_backbone!r} is not a valid {enum.__name__}: {e}") from e
+        raise ValueError(
+            f"weights_backbone={weights_backbone!r} is not a valid {enum.__name__}: {e}"
+        ) from e
 
 
 def _retinanet(
@@ -196,32 +203,45 @@ def _retinanet(
     # Build the block and neck first: a bad name fails before any weights are downloaded.
     block_module = make_block(block, channels, gate=gate, **(block_kwargs or {}))
     in_channels_list = [level_channels(backbone, f"C{k + 1}") for k in _RETURNED_LAYERS]
-    neck_module = make_neck(neck, in_channels_list, 256, LastLevelP6P7(256, 256), **(neck_kwargs or {}))
+    neck_module = make_neck(
+        neck, in_channels_list, 256, LastLevelP6P7(256, 256), **(neck_kwargs or {})
+    )
 
     if weights is not None:
         if backbone != "resnet50":
-            raise ValueError(f"torchvision has RetinaNet weights for resnet50 only; use weights=None for {backbone}")
+            raise ValueError(
+                f"torchvision has RetinaNet weights for resnet50 only; use weights=None for {backbone}"
+            )
         try:
             weights = RetinaNet_ResNet50_FPN_Weights.verify(weights)
         except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"weights={weights!r} is not a valid RetinaNet_ResNet50_FPN_Weights: {e}") from e
+            raise ValueError(
+                f"weights={weights!r} is not a valid RetinaNet_ResNet50_FPN_Weights: {e}"
+            ) from e
         weights_backbone = None
         n_categories = len(weights.meta["categories"])
         if num_classes is not None and num_classes != n_categories:
-            raise ValueError(f"num_classes={num_classes} but weights {weights} have {n_categories} classes")
+            raise ValueError(
+                f"num_classes={num_classes} but weights {weights} have {n_categories} classes"
+            )
         num_classes = n_categories
     elif num_classes is None:
         num_classes = 91
     weights_backbone = _verify_backbone_weights(backbone, weights_backbone)
 
     is_trained = weights is not None or weights_backbone is not None
-    trainable_backbone_layers = _validate_trainable_layers(is_trained, trainable_backbone_layers, 5, 3)
+    trainable_backbone_layers = _validate_trainable_layers(
+        is_trained, trainable_backbone_layers, 5, 3
+    )
     norm_layer = misc_nn_ops.FrozenBatchNorm2d if is_trained else nn.BatchNorm2d
 
     resnet_fn = BACKBONES[backbone][0]
     body = resnet_fn(weights=weights_backbone, progress=progress, norm_layer=norm_layer)
     fpn_backbone = _resnet_fpn_extractor(
-        body, trainable_backbone_layers, returned_layers=_RETURNED_LAYERS, extra_blocks=LastLevelP6P7(256, 256)
+        body,
+        trainable_backbone_layers,
+        returned_layers=_RETURNED_LAYERS,
+        extra_blocks=LastLevelP6P7(256, 256),
     )
     model = RetinaNet(fpn_backbone, num_classes, **kwargs)
     if weights is not None:
@@ -391,7 +411,9 @@ def model_complexity(model, img_size=640):
         raise ValueError(f"img_size must be an int >= 32, got {img_size!r}")
     backbone = getattr(model, "backbone", None)
     if not isinstance(backbone, BackboneWithFPN) or not hasattr(model, "head"):
-        raise TypeError(f"model must be a torchvision RetinaNet with a BackboneWithFPN, got {type(model).__name__}")
+        raise TypeError(
+            f"model must be a torchvision RetinaNet with a BackboneWithFPN, got {type(model).__name__}"
+        )
     _register_lgf_flops(model)
     block = getattr(backbone, "block", None)
     ref = next(model.parameters())
@@ -413,4 +435,8 @@ def model_complexity(model, img_size=640):
             parts["head"] = {"params": _n_params(model.head), "flops": flops}
     finally:
         model.train(was_training)
-    return {"params": _n_params(model), "flops": sum(p["flops"] for p in parts.values()), "parts": parts}
+    return {
+        "params": _n_params(model),
+        "flops": sum(p["flops"] for p in parts.values()),
+        "parts": parts,
+    }

@@ -7,6 +7,7 @@ of the deep (layer4) filters and rewards diverse shallow (layer2, the C3 stage) 
 
 Add it to the detection loss: loss = sum(loss_dict.values()) + feature_enhancement_loss(model).
 """
+
 import math
 
 import torch
@@ -55,8 +56,15 @@ def conv_weights(module):
 
 
 def _check_lambda(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"feature_enhancement_loss: {name} must be a finite number >= 0, got {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ValueError(
+            f"feature_enhancement_loss: {name} must be a finite number >= 0, got {value!r}"
+        )
     return float(value)
 
 

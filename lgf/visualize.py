@@ -9,6 +9,7 @@ The gate maps are computed on the feature the block receives inside the normal f
 (captured by a forward pre-hook), i.e. on the resized and padded input of the model's transform;
 they are cropped to the resized image and scaled back to the original image size.
 """
+
 import json
 import os
 
@@ -56,9 +57,15 @@ def predict_with_gates(model, image):
     device = next(model.parameters()).device
     block = find_gate_block(model)
     captured = {}
-    handles = [model.transform.register_forward_hook(lambda m, i, out: captured.__setitem__("images", out[0]))]
+    handles = [
+        model.transform.register_forward_hook(
+            lambda m, i, out: captured.__setitem__("images", out[0])
+        )
+    ]
     if block is not None:
-        handles.append(block.register_forward_pre_hook(lambda m, inp: captured.__setitem__("x", inp[0])))
+        handles.append(
+            block.register_forward_pre_hook(lambda m, inp: captured.__setitem__("x", inp[0]))
+        )
     try:
         out = model([image.to(device)])[0]
     finally:
@@ -74,8 +81,10 @@ def predict_with_gates(model, image):
         resized = tuple(image_list.image_sizes[0])
         original = tuple(image.shape[-2:])
         s_l, s_g = block.gate_maps(captured["x"])
-        result["gates"] = (_to_image_size(s_l, padded, resized, original),
-                           _to_image_size(s_g, padded, resized, original))
+        result["gates"] = (
+            _to_image_size(s_l, padded, resized, original),
+            _to_image_size(s_g, padded, resized, original),
+        )
     return result
 
 
@@ -87,7 +96,9 @@ def _gate_titles(block):
     return ("s_l (local gate, channel mean)", "s_g (global gate, channel mean)")
 
 
-def render(image, result, class_names, path, score_thresh=0.3, title=None, gate_titles=None, layout="auto"):
+def render(
+    image, result, class_names, path, score_thresh=0.3, title=None, gate_titles=None, layout="auto"
+):
     """Writes the PNG: image with boxes (+ the two gate heat maps if result["gates"]).
 
     layout: "row" (panels side by side), "column" (stacked), or "auto" (stacked for images more
@@ -109,7 +120,9 @@ def render(image, result, class_names, path, score_thresh=0.3, title=None, gate_
     panel_w = min(9.0, max(4.0, w / 110.0))
     panel_h = panel_w * h / w
     if layout == "row":
-        fig, axes = plt.subplots(1, n, figsize=(panel_w * n + 0.8 * (n - 1), panel_h + 0.6), squeeze=False)
+        fig, axes = plt.subplots(
+            1, n, figsize=(panel_w * n + 0.8 * (n - 1), panel_h + 0.6), squeeze=False
+        )
     else:
         fig, axes = plt.subplots(n, 1, figsize=(panel_w + 1.0, (panel_h + 0.5) * n), squeeze=False)
     axes = axes.ravel()
@@ -117,20 +130,36 @@ def render(image, result, class_names, path, score_thresh=0.3, title=None, gate_
     ax.imshow(img)
     keep = result["scores"] >= score_thresh
     fontsize = max(5, min(8, int(panel_w)))
-    for (x1, y1, x2, y2), lab, sc in zip(result["boxes"][keep], result["labels"][keep], result["scores"][keep]):
-        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor="lime", linewidth=1.0))
+    for (x1, y1, x2, y2), lab, sc in zip(
+        result["boxes"][keep], result["labels"][keep], result["scores"][keep]
+    ):
+        ax.add_patch(
+            Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor="lime", linewidth=1.0)
+        )
         name = class_names[lab - 1] if 0 < lab <= len(class_names) else str(int(lab))
-        ax.text(x1, y1 - 1, f"{name} {sc:.2f}", color="black", fontsize=fontsize,
-                bbox={"facecolor": "lime", "alpha": 0.7, "pad": 0.5, "linewidth": 0})
-    ax.set_title(f"{int(keep.sum())} detections (score >= {score_thresh:g})" if title is None else title,
-                 fontsize=9)
+        ax.text(
+            x1,
+            y1 - 1,
+            f"{name} {sc:.2f}",
+            color="black",
+            fontsize=fontsize,
+            bbox={"facecolor": "lime", "alpha": 0.7, "pad": 0.5, "linewidth": 0},
+        )
+    ax.set_title(
+        f"{int(keep.sum())} detections (score >= {score_thresh:g})" if title is None else title,
+        fontsize=9,
+    )
     if gates is not None:
         titles = gate_titles or ("local gate", "global gate")
         for ax, gate, t in zip(axes[1:], gates, titles):
             im = ax.imshow(gate, cmap="magma")
             ax.set_title(f"{t}: min {gate.min():.4f}, max {gate.max():.4f}", fontsize=9)
-            cbar = fig.colorbar(im, ax=ax, pad=0.02,
-                                fraction=0.046 * (panel_h / panel_w) ** 0.5 if layout == "row" else 0.03)
+            cbar = fig.colorbar(
+                im,
+                ax=ax,
+                pad=0.02,
+                fraction=0.046 * (panel_h / panel_w) ** 0.5 if layout == "row" else 0.03,
+            )
             cbar.formatter.set_useOffset(False)
             cbar.update_ticks()
     for ax in axes:
@@ -142,7 +171,9 @@ def render(image, result, class_names, path, score_thresh=0.3, title=None, gate_
     return path
 
 
-def visualize_images(checkpoint, images, out_dir, score_thresh=0.3, device="cpu", use_ema=True, layout="auto"):
+def visualize_images(
+    checkpoint, images, out_dir, score_thresh=0.3, device="cpu", use_ema=True, layout="auto"
+):
     """One PNG (and a JSON of the detections above the threshold) per image in `out_dir`.
 
     Returns the list of PNG paths (OUT/<image stem>.png; repeated stems get a numeric suffix)."""
@@ -160,7 +191,12 @@ def visualize_images(checkpoint, images, out_dir, score_thresh=0.3, device="cpu"
     written, used = [], set()
     for path in images:
         pil = decode_image(path)
-        image = torch.from_numpy(np.asarray(pil, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0)
+        image = (
+            torch.from_numpy(np.asarray(pil, dtype=np.uint8).copy())
+            .permute(2, 0, 1)
+            .float()
+            .div_(255.0)
+        )
         result = predict_with_gates(model, image)
         stem = os.path.splitext(os.path.basename(path))[0]
         name, k = stem, 1
@@ -169,15 +205,32 @@ def visualize_images(checkpoint, images, out_dir, score_thresh=0.3, device="cpu"
             name = f"{stem}_{k}"
         used.add(name)
         png = os.path.join(out_dir, name + ".png")
-        render(image, result, names, png, score_thresh=score_thresh, gate_titles=titles, layout=layout)
+        render(
+            image, result, names, png, score_thresh=score_thresh, gate_titles=titles, layout=layout
+        )
         keep = result["scores"] >= score_thresh
-        dets = [{"box_xyxy": [round(float(v), 2) for v in b],
-                 "label": int(lab), "class": names[lab - 1] if 0 < lab <= len(names) else str(int(lab)),
-                 "score": round(float(s), 4)}
-                for b, lab, s in zip(result["boxes"][keep], result["labels"][keep], result["scores"][keep])]
+        dets = [
+            {
+                "box_xyxy": [round(float(v), 2) for v in b],
+                "label": int(lab),
+                "class": names[lab - 1] if 0 < lab <= len(names) else str(int(lab)),
+                "score": round(float(s), 4),
+            }
+            for b, lab, s in zip(
+                result["boxes"][keep], result["labels"][keep], result["scores"][keep]
+            )
+        ]
         with open(os.path.join(out_dir, name + ".json"), "w", encoding="utf-8") as f:
-            json.dump({"image": os.path.abspath(path), "checkpoint": os.path.abspath(checkpoint),
-                       "score_thresh": score_thresh, "detections": dets,
-                       "gate_maps": block is not None}, f, indent=1)
+            json.dump(
+                {
+                    "image": os.path.abspath(path),
+                    "checkpoint": os.path.abspath(checkpoint),
+                    "score_thresh": score_thresh,
+                    "detections": dets,
+                    "gate_maps": block is not None,
+                },
+                f,
+                indent=1,
+            )
         written.append(png)
     return written

@@ -18,6 +18,7 @@ size, blur) scale with the image size (`_pixel_scale`), so a severity looks alik
 with one condition applied; each image's generator is seeded from (seed, condition, severity,
 image id), so the set is deterministic per seed and independent of the image order.
 """
+
 import json
 import math
 import os
@@ -27,9 +28,21 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "CONDITIONS", "SEVERITIES", "FORMAT_VERSION", "fog", "rain", "snow", "night", "apply_weather",
-    "image_seed", "make_weather_set", "make_weather_sets", "weather_set_dir", "parse_conditions",
-    "to_float_image", "to_uint8_hwc",
+    "CONDITIONS",
+    "SEVERITIES",
+    "FORMAT_VERSION",
+    "fog",
+    "rain",
+    "snow",
+    "night",
+    "apply_weather",
+    "image_seed",
+    "make_weather_set",
+    "make_weather_sets",
+    "weather_set_dir",
+    "parse_conditions",
+    "to_float_image",
+    "to_uint8_hwc",
 ]
 
 CONDITIONS = ("fog", "rain", "snow", "night")
@@ -61,7 +74,15 @@ def to_float_image(image):
 
 def to_uint8_hwc(image):
     """float (3, H, W) in [0, 1] -> numpy uint8 (H, W, 3), rounded to nearest."""
-    return image.clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+    return (
+        image.clamp(0.0, 1.0)
+        .mul(255.0)
+        .round()
+        .to(torch.uint8)
+        .permute(1, 2, 0)
+        .contiguous()
+        .numpy()
+    )
 
 
 def _pixel_scale(h, w):
@@ -85,8 +106,12 @@ def _blur(x, sigma):
     c = x.shape[0]
     y = x.unsqueeze(0)
     mode = "reflect" if min(x.shape[1], x.shape[2]) > r else "replicate"
-    y = F.conv2d(F.pad(y, (r, r, 0, 0), mode=mode), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    y = F.conv2d(F.pad(y, (0, 0, r, r), mode=mode), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    y = F.conv2d(
+        F.pad(y, (r, r, 0, 0), mode=mode), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c
+    )
+    y = F.conv2d(
+        F.pad(y, (0, 0, r, r), mode=mode), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c
+    )
     return y.squeeze(0)
 
 
@@ -101,7 +126,7 @@ def _smooth_field(h, w, generator, cells=(3, 6, 12)):
         gh = max(2, round(n * h / short))
         gw = max(2, round(n * w / short))
         noise = torch.rand(1, 1, gh, gw, generator=generator)
-        field += F.interpolate(noise, size=(h, w), mode="bicubic", align_corners=False) * 0.5 ** i
+        field += F.interpolate(noise, size=(h, w), mode="bicubic", align_corners=False) * 0.5**i
     field = field[0]
     lo, hi = field.min(), field.max()
     return (field - lo) / (hi - lo).clamp_min(1e-6)
@@ -129,8 +154,12 @@ def _line_kernel(length, angle):
         y = c + t * math.cos(angle)
         x0, y0 = int(math.floor(x)), int(math.floor(y))
         fx, fy = x - x0, y - y0
-        for dx, dy, wgt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)),
-                            (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+        for dx, dy, wgt in (
+            (0, 0, (1 - fx) * (1 - fy)),
+            (1, 0, fx * (1 - fy)),
+            (0, 1, (1 - fx) * fy),
+            (1, 1, fx * fy),
+        ):
             xi, yi = x0 + dx, y0 + dy
             if 0 <= xi < k and 0 <= yi < k:
                 kernel[yi, xi] = max(float(kernel[yi, xi]), wgt)
@@ -139,6 +168,7 @@ def _line_kernel(length, angle):
 
 # --------------------------------------------------------------------------------------------
 # the four conditions
+
 
 def fog(image, severity=3, generator=None):
     """Haze toward a grey-white airlight with a spatially varying density, plus a slight blur."""
@@ -188,7 +218,9 @@ def snow(image, severity=3, generator=None):
     # several flake sizes; smaller flakes are more numerous
     for sigma, share in ((0.6, 0.45), (1.0, 0.3), (1.6, 0.17), (2.6, 0.08)):
         sig = sigma * s
-        layer = _blur(_impulses(h, w, density * share, generator), sig) * (2.0 * math.pi * sig * sig)
+        layer = _blur(_impulses(h, w, density * share, generator), sig) * (
+            2.0 * math.pi * sig * sig
+        )
         flakes = torch.maximum(flakes, layer.clamp(0.0, 1.0))
     # a soft halo around each flake
     flakes = torch.maximum(flakes, _blur(flakes, 0.7 * s) * 0.8)
@@ -260,7 +292,9 @@ def parse_conditions(text):
         if not name:
             continue
         if name not in CONDITIONS:
-            raise ValueError(f"--conditions: unknown condition {name!r}; expected some of {CONDITIONS}")
+            raise ValueError(
+                f"--conditions: unknown condition {name!r}; expected some of {CONDITIONS}"
+            )
         if name not in names:
             names.append(name)
     if not names:
@@ -270,6 +304,7 @@ def parse_conditions(text):
 
 # --------------------------------------------------------------------------------------------
 # dataset copies
+
 
 def weather_set_dir(out_root, condition, severity):
     """Folder of one condition's copy: OUT/<condition>-s<severity>."""
@@ -290,8 +325,17 @@ def _save_image(array, path):
     os.replace(tmp, path)
 
 
-def make_weather_set(src_img, src_ann, out_root, condition, severity=3, seed=0, max_images=None,
-                     overwrite=False, progress=False):
+def make_weather_set(
+    src_img,
+    src_ann,
+    out_root,
+    condition,
+    severity=3,
+    seed=0,
+    max_images=None,
+    overwrite=False,
+    progress=False,
+):
     """Writes a weather-corrupted COCO-style copy of a dataset; returns {"img_dir", "ann_file"}.
 
     Layout: OUT/<condition>-s<severity>/images/<file_name> (same relative names, same sizes) and
@@ -313,18 +357,30 @@ def make_weather_set(src_img, src_ann, out_root, condition, severity=3, seed=0, 
     if max_images:
         images = images[: int(max_images)]
     keep = {im["id"] for im in images}
-    missing = [im["file_name"] for im in images if not os.path.isfile(os.path.join(src_img, im["file_name"]))]
+    missing = [
+        im["file_name"]
+        for im in images
+        if not os.path.isfile(os.path.join(src_img, im["file_name"]))
+    ]
     if missing:
-        raise FileNotFoundError(f"--src-img {src_img!r} lacks {len(missing)} images listed in {src_ann!r}, "
-                                f"e.g. {missing[0]!r}")
+        raise FileNotFoundError(
+            f"--src-img {src_img!r} lacks {len(missing)} images listed in {src_ann!r}, "
+            f"e.g. {missing[0]!r}"
+        )
 
     out_dir = weather_set_dir(out_root, condition, severity)
     img_dir = os.path.join(out_dir, "images")
     ann_file = os.path.join(out_dir, "annotations.json")
     meta_file = os.path.join(out_dir, "weather.json")
-    meta = {"format_version": FORMAT_VERSION, "condition": condition, "severity": int(severity),
-            "seed": int(seed), "src_img": os.path.abspath(src_img), "src_ann": os.path.abspath(src_ann),
-            "num_images": len(images)}
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "condition": condition,
+        "severity": int(severity),
+        "seed": int(seed),
+        "src_img": os.path.abspath(src_img),
+        "src_ann": os.path.abspath(src_ann),
+        "num_images": len(images),
+    }
     paths = {"img_dir": img_dir, "ann_file": ann_file}
     if not overwrite and os.path.isfile(meta_file):
         try:
@@ -340,7 +396,9 @@ def make_weather_set(src_img, src_ann, out_root, condition, severity=3, seed=0, 
     if progress:
         from tqdm import tqdm
 
-        it = tqdm(images, desc=f"{condition}-s{severity}", leave=False, dynamic_ncols=True, disable=None)
+        it = tqdm(
+            images, desc=f"{condition}-s{severity}", leave=False, dynamic_ncols=True, disable=None
+        )
     for im in it:
         pil = decode_image(os.path.join(src_img, im["file_name"]))
         tensor = torch.from_numpy(np.asarray(pil, dtype=np.uint8).copy()).permute(2, 0, 1)
@@ -362,7 +420,11 @@ def make_weather_set(src_img, src_ann, out_root, condition, severity=3, seed=0, 
     return paths
 
 
-def make_weather_sets(src_img, src_ann, out_root, conditions=CONDITIONS, severity=3, seed=0, **kwargs):
+def make_weather_sets(
+    src_img, src_ann, out_root, conditions=CONDITIONS, severity=3, seed=0, **kwargs
+):
     """`make_weather_set` for each condition; returns {condition: {"img_dir", "ann_file"}}."""
-    return {c: make_weather_set(src_img, src_ann, out_root, c, severity, seed, **kwargs)
-            for c in parse_conditions(conditions)}
+    return {
+        c: make_weather_set(src_img, src_ann, out_root, c, severity, seed, **kwargs)
+        for c in parse_conditions(conditions)
+    }

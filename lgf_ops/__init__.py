@@ -6,14 +6,15 @@ Backends: "cpp" (C++ CPU kernel), "cuda" (CUDA kernel), "triton" (Triton kernel,
 TRITON_INTERPRET=1), "reference" (plain PyTorch). "auto" picks, for CUDA tensors, cuda > triton >
 reference and, for CPU tensors, cpp > reference. The env var LGF_BACKEND sets the default.
 """
+
 import importlib.util
 import os
 
 import torch
 
+from . import _cpp
 from ._validate import check_inputs
 from .reference import lgf_fused_reference
-from . import _cpp
 
 __all__ = ["lgf_fused", "lgf_fused_reference", "available_backends", "BACKENDS"]
 
@@ -72,12 +73,16 @@ def resolve_backend(backend, device):
         return "reference"
     if backend == "cpp":
         if not _HAS_CPP:
-            raise RuntimeError(f"lgf_fused: backend='cpp' requested but the C++ extension is not built ({_cpp.load_error()})")
+            raise RuntimeError(
+                f"lgf_fused: backend='cpp' requested but the C++ extension is not built ({_cpp.load_error()})"
+            )
         if device.type != "cpu":
             raise ValueError(f"lgf_fused: backend='cpp' runs on CPU tensors, got x on {device}")
     elif backend == "cuda":
         if not _HAS_CUDA:
-            raise RuntimeError("lgf_fused: backend='cuda' requested but the extension was built without CUDA")
+            raise RuntimeError(
+                "lgf_fused: backend='cuda' requested but the extension was built without CUDA"
+            )
         if device.type != "cuda":
             raise ValueError(f"lgf_fused: backend='cuda' runs on CUDA tensors, got x on {device}")
     elif backend == "triton" and not _triton_available():
@@ -104,4 +109,6 @@ def lgf_fused(x, weight, bias, g, gate, gamma, *, backend=None):
 
         return lgf_fused_triton(x, weight, bias, g, gate, gamma)
     return lgf_fused_reference(x, weight, bias, g, gate, gamma)
+
+
 from . import flops  # noqa: F401,E402  (registers the FLOP formula)

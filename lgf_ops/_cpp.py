@@ -4,6 +4,7 @@ The C++ side (csrc/lgf_ops.cpp) defines lgf::fused_forward and lgf::fused_backwa
 TORCH_LIBRARY and registers the CPU (and, when built, CUDA) kernels. Here we add what
 torch.compile and autograd need: shape-only fake kernels, the backward formula, and a FLOP count.
 """
+
 import torch
 
 from ._fake import (  # noqa: F401  (output_memory_format is part of this module's API)
@@ -51,4 +52,6 @@ if _C is not None:
         return torch.ops.lgf.fused_backward(dy, x, weight, bias, g, gate, gamma)
 
     torch.library.register_autograd("lgf::fused_forward", _backward, setup_context=save_inputs)
-    torch.library.register_autograd("lgf::fused_backward", no_double_backward, setup_context=no_setup)
+    torch.library.register_autograd(
+        "lgf::fused_backward", no_double_backward, setup_context=no_setup
+    )

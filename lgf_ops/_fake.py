@@ -1,4 +1,5 @@
 """Shape-only (fake) implementations shared by the C++ and Triton registrations of the op."""
+
 import torch
 
 
@@ -16,7 +17,10 @@ def fused_forward_fake(x, weight, bias, g, gate, gamma):
 def fused_backward_fake(dy, x, weight, bias, g, gate, gamma):
     """(dx, dweight, dbias, dg, dgate, dgamma): dx laid out like y, the rest contiguous."""
     dx = torch.empty_like(x, memory_format=output_memory_format(x))
-    rest = (torch.empty_like(t, memory_format=torch.contiguous_format) for t in (weight, bias, g, gate, gamma))
+    rest = (
+        torch.empty_like(t, memory_format=torch.contiguous_format)
+        for t in (weight, bias, g, gate, gamma)
+    )
     return (dx, *rest)
 
 

@@ -1,4 +1,5 @@
 """Argument checks shared by every backend: clear Python errors naming the bad argument."""
+
 import torch
 
 _FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -20,7 +21,9 @@ def check_inputs(x, weight, bias, g, gate, gamma):
                 f"float64), got {t.dtype}"
             )
     if x.dim() != 4:
-        raise ValueError(f"lgf_fused: x must be 4-D (N, C, H, W), got {x.dim()}-D shape {tuple(x.shape)}")
+        raise ValueError(
+            f"lgf_fused: x must be 4-D (N, C, H, W), got {x.dim()}-D shape {tuple(x.shape)}"
+        )
     N, C = x.shape[0], x.shape[1]
     if weight.dim() != 4 or weight.shape[1] != 1 or tuple(weight.shape[2:]) != (3, 3):
         raise ValueError(
@@ -39,10 +42,14 @@ def check_inputs(x, weight, bias, g, gate, gamma):
         raise _shape_error("gamma", f"({C},)", gamma)
     for name, t in args.items():
         if t.device != x.device:
-            raise ValueError(f"lgf_fused: {name} is on {t.device} but x is on {x.device}; all inputs must share one device")
+            raise ValueError(
+                f"lgf_fused: {name} is on {t.device} but x is on {x.device}; all inputs must share one device"
+            )
     for name in ("g",):
         if args[name].dtype != x.dtype:
-            raise TypeError(f"lgf_fused: {name} has dtype {args[name].dtype} but x has {x.dtype}; g must match x")
+            raise TypeError(
+                f"lgf_fused: {name} has dtype {args[name].dtype} but x has {x.dtype}; g must match x"
+            )
     pdt = weight.dtype
     for name in ("bias", "gate", "gamma"):
         if args[name].dtype != pdt:

@@ -24,6 +24,7 @@ backward, 108 = 35 + 73:
 The reference backend needs no formula: FlopCounterMode counts its conv2d (and conv backward)
 and, like for every other PyTorch model, none of its elementwise ops.
 """
+
 import torch
 from torch.utils.flop_counter import register_flop_formula
 

@@ -3,6 +3,7 @@
 This is the ground truth of every parity test and the fallback backend. It is written
 with ordinary differentiable PyTorch ops, so autograd provides its backward.
 """
+
 import torch
 import torch.nn.functional as F
 
@@ -16,9 +17,7 @@ def lgf_fused_reference(x, weight, bias, g, gate, gamma):
     """
     out_dtype = x.dtype
     acc = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-    x_, weight_, bias_, g_, gate_, gamma_ = (
-        t.to(acc) for t in (x, weight, bias, g, gate, gamma)
-    )
+    x_, weight_, bias_, g_, gate_, gamma_ = (t.to(acc) for t in (x, weight, bias, g, gate, gamma))
     C = x_.shape[1]
     l = F.conv2d(x_, weight_, bias_, stride=1, padding=1, groups=C)
     gb = g_[:, :, None, None]

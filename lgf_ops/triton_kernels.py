@@ -23,6 +23,7 @@ PyTorch. No atomics: the gradients are bitwise reproducible run to run.
 
 Accumulation is fp32 for fp16/bf16/fp32 inputs and fp64 for fp64 inputs (constexpr ACC).
 """
+
 import contextlib
 import os
 
@@ -112,42 +113,98 @@ def _channel_coefs(b_ptr, g_ptr, gate_ptr, gamma_ptr, n, cs, cmask, C, ACC: tl.c
 
 @triton.jit
 def _lgf_fwd_kernel(
-    x_ptr, w_ptr, b_ptr, g_ptr, gate_ptr, gamma_ptr, y_ptr,
-    C, H, W,
-    sxn, sxc, sxh, sxw,
-    syn, syc, syh, syw,
-    n_cblocks, n_pblocks,
-    ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,
+    x_ptr,
+    w_ptr,
+    b_ptr,
+    g_ptr,
+    gate_ptr,
+    gamma_ptr,
+    y_ptr,
+    C,
+    H,
+    W,
+    sxn,
+    sxc,
+    sxh,
+    sxw,
+    syn,
+    syc,
+    syh,
+    syw,
+    n_cblocks,
+    n_pblocks,
+    ACC: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_P: tl.constexpr,
 ):
-    n, cs1, cs, cmask, h, w, pvalid, pid_p = _tile_coords(C, H, W, n_cblocks, n_pblocks, BLOCK_C, BLOCK_P)
-    bias, a_l, kl, a_g, kg, gamma, gv = _channel_coefs(b_ptr, g_ptr, gate_ptr, gamma_ptr, n, cs, cmask, C, ACC)
+    n, cs1, cs, cmask, h, w, pvalid, pid_p = _tile_coords(
+        C, H, W, n_cblocks, n_pblocks, BLOCK_C, BLOCK_P
+    )
+    bias, a_l, kl, a_g, kg, gamma, gv = _channel_coefs(
+        b_ptr, g_ptr, gate_ptr, gamma_ptr, n, cs, cmask, C, ACC
+    )
     rok, cok = _shift_masks(h, w, pvalid, H, W, 1)
-    xs = _load_window(x_ptr + (n * sxn + cs * sxc + h * sxh + w * sxw), cmask, rok, cok, sxh, sxw, 1, ACC)
+    xs = _load_window(
+        x_ptr + (n * sxn + cs * sxc + h * sxh + w * sxw), cmask, rok, cok, sxh, sxw, 1, ACC
+    )
     l = bias
     for k in tl.static_range(9):
         l += tl.load(w_ptr + cs * 9 + k, mask=cmask, other=0.0).to(ACC) * xs[k]
     s_l = 1.0 / (1.0 + tl.exp(-(a_l * l + kl)))
     s_g = 1.0 / (1.0 + tl.exp(-(a_g * l + kg)))
     y = xs[4] + gamma * (s_l * l + s_g * gv)
-    tl.store(y_ptr + (n * syn + cs * syc + h * syh + w * syw), y.to(y_ptr.dtype.element_ty), mask=cmask & pvalid)
+    tl.store(
+        y_ptr + (n * syn + cs * syc + h * syh + w * syw),
+        y.to(y_ptr.dtype.element_ty),
+        mask=cmask & pvalid,
+    )
 
 
 @triton.jit
 def _lgf_bwd_kernel(
-    dy_ptr, x_ptr, w_ptr, b_ptr, g_ptr, gate_ptr, gamma_ptr, dx_ptr, ws_ptr,
-    C, H, W,
-    sdyn, sdyc, sdyh, sdyw,
-    sxn, sxc, sxh, sxw,
-    sdxn, sdxc, sdxh, sdxw,
-    n_cblocks, n_pblocks,
-    ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, NUM_SLOTS: tl.constexpr,
+    dy_ptr,
+    x_ptr,
+    w_ptr,
+    b_ptr,
+    g_ptr,
+    gate_ptr,
+    gamma_ptr,
+    dx_ptr,
+    ws_ptr,
+    C,
+    H,
+    W,
+    sdyn,
+    sdyc,
+    sdyh,
+    sdyw,
+    sxn,
+    sxc,
+    sxh,
+    sxw,
+    sdxn,
+    sdxc,
+    sdxh,
+    sdxw,
+    n_cblocks,
+    n_pblocks,
+    ACC: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    NUM_SLOTS: tl.constexpr,
 ):
-    n, cs1, cs, cmask, h, w, pvalid, pid_p = _tile_coords(C, H, W, n_cblocks, n_pblocks, BLOCK_C, BLOCK_P)
-    bias, a_l, kl, a_g, kg, gamma, gv = _channel_coefs(b_ptr, g_ptr, gate_ptr, gamma_ptr, n, cs, cmask, C, ACC)
+    n, cs1, cs, cmask, h, w, pvalid, pid_p = _tile_coords(
+        C, H, W, n_cblocks, n_pblocks, BLOCK_C, BLOCK_P
+    )
+    bias, a_l, kl, a_g, kg, gamma, gv = _channel_coefs(
+        b_ptr, g_ptr, gate_ptr, gamma_ptr, n, cs, cmask, C, ACC
+    )
     mask = cmask & pvalid
     rok, cok = _shift_masks(h, w, pvalid, H, W, 2)
     # The 5x5 window of x: l at the 3x3 neighbours q of each pixel needs x at q + 3x3.
-    xs = _load_window(x_ptr + (n * sxn + cs * sxc + h * sxh + w * sxw), cmask, rok, cok, sxh, sxw, 2, ACC)
+    xs = _load_window(
+        x_ptr + (n * sxn + cs * sxc + h * sxh + w * sxw), cmask, rok, cok, sxh, sxw, 2, ACC
+    )
     wt = _load_weights(w_ptr, cs, cmask, ACC)
     dyc = dy_ptr + (n * sdyn + cs * sdyc + h * sdyh + w * sdyw)
     sdyh = tl.full([], 1, tl.int64) * sdyh  # int64 shift offsets
@@ -190,7 +247,11 @@ def _lgf_bwd_kernel(
                     for j in tl.static_range(3):
                         xv = xs[(i + 1) * 5 + (j + 1)]
                         tl.store(wsp + (7 + i * 3 + j) * C, tl.sum(dl * xv, axis=1), mask=cmask1)
-    tl.store(dx_ptr + (n * sdxn + cs * sdxc + h * sdxh + w * sdxw), dx.to(dx_ptr.dtype.element_ty), mask=mask)
+    tl.store(
+        dx_ptr + (n * sdxn + cs * sdxc + h * sdxh + w * sdxw),
+        dx.to(dx_ptr.dtype.element_ty),
+        mask=mask,
+    )
 
 
 # ----------------------------------------------------------------------------- launchers
@@ -252,7 +313,13 @@ def _grid(x, bc, bp):
 def _params(weight, bias, g, gate, gamma):
     # Per-channel tensors (and g, N*C values) are tiny: make them contiguous so the kernel can
     # index them as flat arrays. x, dy, y and dx are addressed through their strides instead.
-    return (weight.contiguous(), bias.contiguous(), g.contiguous(), gate.contiguous(), gamma.contiguous())
+    return (
+        weight.contiguous(),
+        bias.contiguous(),
+        g.contiguous(),
+        gate.contiguous(),
+        gamma.contiguous(),
+    )
 
 
 def lgf_forward(x, weight, bias, g, gate, gamma, *, block_c=None, block_p=None):
@@ -271,11 +338,24 @@ def lgf_forward(x, weight, bias, g, gate, gamma, *, block_c=None, block_p=None):
     _, C, H, W = x.shape
     with _on_device(x):
         _lgf_fwd_kernel[grid](
-            x, weight, bias, g, gate, gamma, y,
-            C, H, W,
-            *x.stride(), *y.stride(),
-            n_cblocks, n_pblocks,
-            ACC=ACC, BLOCK_C=bc, BLOCK_P=bp, num_warps=8,
+            x,
+            weight,
+            bias,
+            g,
+            gate,
+            gamma,
+            y,
+            C,
+            H,
+            W,
+            *x.stride(),
+            *y.stride(),
+            n_cblocks,
+            n_pblocks,
+            ACC=ACC,
+            BLOCK_C=bc,
+            BLOCK_P=bp,
+            num_warps=8,
         )
     return y
 
@@ -288,17 +368,29 @@ def _finish_grads(ws, g, weight, gate, acc):
     g_acc = g.to(acc)
     gate_acc = gate.to(acc)
     dg = per_nc[:, S_TSG] + gate_acc[1] * per_nc[:, S_DZL] + gate_acc[4] * per_nc[:, S_DZG]
-    dgate = torch.stack([
-        tot[S_DZL_L], (g_acc * per_nc[:, S_DZL]).sum(0), tot[S_DZL],
-        tot[S_DZG_L], (g_acc * per_nc[:, S_DZG]).sum(0), tot[S_DZG],
-    ])
-    dweight = tot[S_DW0:S_DW0 + 9].t().reshape(C, 1, 3, 3)
+    dgate = torch.stack(
+        [
+            tot[S_DZL_L],
+            (g_acc * per_nc[:, S_DZL]).sum(0),
+            tot[S_DZL],
+            tot[S_DZG_L],
+            (g_acc * per_nc[:, S_DZG]).sum(0),
+            tot[S_DZG],
+        ]
+    )
+    dweight = tot[S_DW0 : S_DW0 + 9].t().reshape(C, 1, 3, 3)
     pdt = weight.dtype
 
     def out(t, dtype):  # a fresh contiguous tensor: custom-op outputs must not alias each other
         return t.to(dtype=dtype, memory_format=torch.contiguous_format, copy=True)
 
-    return out(dweight, pdt), out(tot[S_DL], pdt), out(dg, g.dtype), out(dgate, pdt), out(tot[S_MIX], pdt)
+    return (
+        out(dweight, pdt),
+        out(tot[S_DL], pdt),
+        out(dg, g.dtype),
+        out(dgate, pdt),
+        out(tot[S_MIX], pdt),
+    )
 
 
 def lgf_backward(dy, x, weight, bias, g, gate, gamma, *, block_c=None, block_p=None):
@@ -316,9 +408,12 @@ def lgf_backward(dy, x, weight, bias, g, gate, gamma, *, block_c=None, block_p=N
     if x.numel() == 0:
         pz = dict(dtype=weight.dtype, device=x.device)
         return (
-            dx, torch.zeros(weight.shape, **pz), torch.zeros(bias.shape, **pz),
+            dx,
+            torch.zeros(weight.shape, **pz),
+            torch.zeros(bias.shape, **pz),
             torch.zeros(g.shape, dtype=g.dtype, device=x.device),
-            torch.zeros(gate.shape, **pz), torch.zeros(gamma.shape, **pz),
+            torch.zeros(gate.shape, **pz),
+            torch.zeros(gamma.shape, **pz),
         )
     weight, bias, g, gate, gamma = _params(weight, bias, g, gate, gamma)
     bc, bp = _block_sizes(x, _BWD_TILE, block_c, block_p)
@@ -326,10 +421,27 @@ def lgf_backward(dy, x, weight, bias, g, gate, gamma, *, block_c=None, block_p=N
     ws = torch.empty((N, n_pblocks, NUM_SLOTS, C), dtype=acc, device=x.device)
     with _on_device(x):
         _lgf_bwd_kernel[grid](
-            dy, x, weight, bias, g, gate, gamma, dx, ws,
-            C, H, W,
-            *dy.stride(), *x.stride(), *dx.stride(),
-            n_cblocks, n_pblocks,
-            ACC=ACC, BLOCK_C=bc, BLOCK_P=bp, NUM_SLOTS=NUM_SLOTS, num_warps=4,
+            dy,
+            x,
+            weight,
+            bias,
+            g,
+            gate,
+            gamma,
+            dx,
+            ws,
+            C,
+            H,
+            W,
+            *dy.stride(),
+            *x.stride(),
+            *dx.stride(),
+            n_cblocks,
+            n_pblocks,
+            ACC=ACC,
+            BLOCK_C=bc,
+            BLOCK_P=bp,
+            NUM_SLOTS=NUM_SLOTS,
+            num_warps=4,
         )
     return (dx,) + _finish_grads(ws, g, weight, gate, acc)

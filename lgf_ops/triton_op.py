@@ -8,13 +8,20 @@ dgamma). The forward's autograd saves only the inputs; the backward kernel recom
 backward is not implemented (a clear error). Both ops have FLOP formulas (lgf_ops.flops).
 Importing this module raises ImportError when triton is not installed.
 """
+
 from typing import Tuple
 
 import torch
 from torch import Tensor
 
 from . import triton_kernels as _k  # raises ImportError without triton
-from ._fake import fused_backward_fake, fused_forward_fake, no_double_backward, no_setup, save_inputs
+from ._fake import (
+    fused_backward_fake,
+    fused_forward_fake,
+    no_double_backward,
+    no_setup,
+    save_inputs,
+)
 from ._validate import check_inputs
 from .flops import register_flop_formulas
 
@@ -22,7 +29,9 @@ __all__ = ["lgf_fused_triton", "fused_forward", "fused_backward"]
 
 
 @torch.library.custom_op("lgf_triton::fused_forward", mutates_args=())
-def fused_forward(x: Tensor, weight: Tensor, bias: Tensor, g: Tensor, gate: Tensor, gamma: Tensor) -> Tensor:
+def fused_forward(
+    x: Tensor, weight: Tensor, bias: Tensor, g: Tensor, gate: Tensor, gamma: Tensor
+) -> Tensor:
     return _k.lgf_forward(x, weight, bias, g, gate, gamma)
 
 

@@ -1,11 +1,14 @@
 """Input builders and tolerances shared by the op tests of every backend."""
+
 import torch
 
 TOL = {torch.float64: 1e-10, torch.float32: 3e-5, torch.float16: 2e-2, torch.bfloat16: 8e-2}
 GRAD_NAMES = ("x", "weight", "bias", "g", "gate", "gamma")
 
 
-def make_inputs(N, C, H, W, dtype=torch.float32, layout="nchw", param_dtype=None, device="cpu", seed=0):
+def make_inputs(
+    N, C, H, W, dtype=torch.float32, layout="nchw", param_dtype=None, device="cpu", seed=0
+):
     """Random inputs of lgf_fused in the requested layout, all requiring grad.
 
     layout: "nchw" (contiguous), "channels_last", "permuted" (a transposed view, neither NCHW-

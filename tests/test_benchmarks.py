@@ -1,4 +1,5 @@
 """The benchmark scripts run end to end on tiny shapes (their numbers are not checked here)."""
+
 import json
 import os
 import sys
@@ -14,8 +15,25 @@ def test_bench_op_tiny(tmp_path):
     import bench_op
 
     out = tmp_path / "op.json"
-    result = bench_op.main(["-N", "1", "-C", "4", "-H", "9", "-W", "7", "--reps", "2", "--warmup", "1",
-                            "--no-compile", "--json", str(out)])
+    result = bench_op.main(
+        [
+            "-N",
+            "1",
+            "-C",
+            "4",
+            "-H",
+            "9",
+            "-W",
+            "7",
+            "--reps",
+            "2",
+            "--warmup",
+            "1",
+            "--no-compile",
+            "--json",
+            str(out),
+        ]
+    )
     data = json.loads(out.read_text())
     names = [r["variant"] for r in data["rows"]]
     assert "eager NCHW" in names and "eager channels_last" in names
@@ -34,8 +52,27 @@ def test_bench_op_threads_option(tmp_path):
     import bench_op
 
     before = torch.get_num_threads()
-    result = bench_op.main(["-N", "1", "-C", "3", "-H", "5", "-W", "6", "--reps", "1", "--warmup", "1",
-                            "--no-plain", "--threads", "1", "--json", str(tmp_path / "op.json")])
+    result = bench_op.main(
+        [
+            "-N",
+            "1",
+            "-C",
+            "3",
+            "-H",
+            "5",
+            "-W",
+            "6",
+            "--reps",
+            "1",
+            "--warmup",
+            "1",
+            "--no-plain",
+            "--threads",
+            "1",
+            "--json",
+            str(tmp_path / "op.json"),
+        ]
+    )
     assert result["config"]["threads"] == 1
     assert torch.get_num_threads() == before
     for r in result["rows"]:
@@ -55,8 +92,20 @@ def test_bench_model_tiny(tmp_path):
     import bench_model
 
     out = tmp_path / "model.json"
-    bench_model.main(["--backbone", "resnet18", "--img-size", "64", "--batch-size", "1", "--reps", "1",
-                      "--json", str(out)])
+    bench_model.main(
+        [
+            "--backbone",
+            "resnet18",
+            "--img-size",
+            "64",
+            "--batch-size",
+            "1",
+            "--reps",
+            "1",
+            "--json",
+            str(out),
+        ]
+    )
     rows = json.loads(out.read_text())["rows"]
     assert [r["variant"] for r in rows] == ["baseline", "lgf (fused)", "lgf (reference)"]
     assert rows[1]["params_M"] > rows[0]["params_M"]

@@ -1,4 +1,5 @@
 """Tests of the block family in lgf/blocks.py: LGF (fused), LGFPaper, SE, CBAM, and the FLOP formula."""
+
 import math
 
 import pytest
@@ -10,7 +11,9 @@ import lgf_ops
 from lgf import CBAM, LGF, SE, LGFPaper
 from lgf.blocks import group_norm_groups
 
-CPU_BACKENDS = ["auto", "reference"] + [b for b in ("cpp", "triton") if b in lgf_ops.available_backends()]
+CPU_BACKENDS = ["auto", "reference"] + [
+    b for b in ("cpp", "triton") if b in lgf_ops.available_backends()
+]
 
 
 def _randomize_lgf(block, seed=0):
@@ -29,7 +32,9 @@ def _lgf_formula(block, x):
     l = F.conv2d(x, block.weight, block.bias, padding=1, groups=C)
     pooled = x.mean(dim=(2, 3), keepdim=True)
     conv, gn = block.global_branch[1], block.global_branch[2]
-    g = F.silu(F.group_norm(F.conv2d(pooled, conv.weight), gn.num_groups, gn.weight, gn.bias, gn.eps))
+    g = F.silu(
+        F.group_norm(F.conv2d(pooled, conv.weight), gn.num_groups, gn.weight, gn.bias, gn.eps)
+    )
     if block.gate_mode == "sigmoid":
         coef = block.gate
     elif block.gate_mode == "softmax":
@@ -62,7 +67,9 @@ def test_lgf_initialisation():
     assert conv.bias is None and conv.kernel_size == (1, 1) and gn.num_groups == 32
     s_l, s_g = block.gate_maps(torch.randn(2, 64, 5, 7))
     assert s_l.shape == (2, 1, 5, 7)
-    assert torch.allclose(s_l, torch.full_like(s_l, 0.5)) and torch.allclose(s_g, torch.full_like(s_g, 0.5))
+    assert torch.allclose(s_l, torch.full_like(s_l, 0.5)) and torch.allclose(
+        s_g, torch.full_like(s_g, 0.5)
+    )
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
@@ -176,7 +183,11 @@ def test_lgf_bad_arguments():
 
 
 def test_group_norm_groups_for_small_channel_counts():
-    assert group_norm_groups(512) == 32 and group_norm_groups(1024) == 32 and group_norm_groups(64) == 32
+    assert (
+        group_norm_groups(512) == 32
+        and group_norm_groups(1024) == 32
+        and group_norm_groups(64) == 32
+    )
     assert group_norm_groups(16) == 8  # never one channel per group
     assert group_norm_groups(48) == 24
     assert group_norm_groups(3) == 1 and group_norm_groups(1) == 1
@@ -197,12 +208,27 @@ def test_lgf_paper_matches_published_formula():
         block.temperature.fill_(0.3)
     x = torch.randn(2, C, 6, 5)
     dw, pw, gn_l = block.local[0], block.local[1], block.local[2]
-    local = F.relu(F.group_norm(F.conv2d(F.conv2d(x, dw.weight, padding=1, groups=C), pw.weight), 32, gn_l.weight, gn_l.bias))
+    local = F.relu(
+        F.group_norm(
+            F.conv2d(F.conv2d(x, dw.weight, padding=1, groups=C), pw.weight),
+            32,
+            gn_l.weight,
+            gn_l.bias,
+        )
+    )
     conv_g, gn_g = block.global_branch[1], block.global_branch[2]
-    glob = F.silu(F.group_norm(F.conv2d(x.mean((2, 3), keepdim=True), conv_g.weight), 32, gn_g.weight, gn_g.bias))
+    glob = F.silu(
+        F.group_norm(
+            F.conv2d(x.mean((2, 3), keepdim=True), conv_g.weight), 32, gn_g.weight, gn_g.bias
+        )
+    )
     hidden = F.relu(F.conv2d(x, block.gate_reduce.weight))
-    z = F.group_norm(F.conv2d(hidden, block.gate_expand.weight, block.gate_expand.bias), 32,
-                     block.gate_norm.weight, block.gate_norm.bias)
+    z = F.group_norm(
+        F.conv2d(hidden, block.gate_expand.weight, block.gate_expand.bias),
+        32,
+        block.gate_norm.weight,
+        block.gate_norm.bias,
+    )
     w = torch.sigmoid(z.clamp(-15, 15) / (F.softplus(torch.tensor(0.3)) + 1e-3))
     want = x + 0.1 * (w[:, :C] * local + w[:, C:] * glob)
     torch.testing.assert_close(block(x), want, rtol=1e-5, atol=1e-5)
@@ -213,7 +239,9 @@ def test_lgf_paper_initial_gates_are_one_half():
     block = LGFPaper(32)
     assert torch.count_nonzero(block.gate_expand.weight) == 0 and block.gamma.shape == ()
     w_l, w_g = block.gate_maps(torch.randn(1, 32, 4, 4))
-    assert torch.equal(w_l, torch.full_like(w_l, 0.5)) and torch.equal(w_g, torch.full_like(w_g, 0.5))
+    assert torch.equal(w_l, torch.full_like(w_l, 0.5)) and torch.equal(
+        w_g, torch.full_like(w_g, 0.5)
+    )
 
 
 def test_lgf_paper_autocast_keeps_dtype():
@@ -264,7 +292,10 @@ def test_parameter_counts(C):
     assert _n_params(LGF(C, gate="softmax")) == C * C + 16 * C
     assert _n_params(LGF(C, gate="sum")) == C * C + 13 * C
     # LGFPaper: dw 9C + 1x1 C^2 + GN 2C | global 1x1 C^2 + GN 2C | gate C*C/4 + (C/4)*2C + 2C + GN 4C | t, gamma
-    assert _n_params(LGFPaper(C)) == (C * C + 11 * C) + (C * C + 2 * C) + (C * C // 4 + C * C // 2 + 6 * C) + 2
+    assert (
+        _n_params(LGFPaper(C))
+        == (C * C + 11 * C) + (C * C + 2 * C) + (C * C // 4 + C * C // 2 + 6 * C) + 2
+    )
     # SE: C -> C/16 -> C without bias
     assert _n_params(SE(C)) == 2 * C * (C // 16)
     # CBAM: same MLP + a 2 -> 1 7x7 conv
@@ -279,7 +310,9 @@ FUSED_OPS = {"cpp": ("lgf", "fused_forward"), "triton": ("lgf_triton", "fused_fo
 @pytest.mark.parametrize("backend", ["cpp", "triton"])
 def test_flop_counter_counts_the_fused_op(backend):
     if backend not in lgf_ops.available_backends():
-        pytest.skip(f"the {backend} backend is not available in this install ({lgf_ops.available_backends()})")
+        pytest.skip(
+            f"the {backend} backend is not available in this install ({lgf_ops.available_backends()})"
+        )
     from lgf_ops import flops
 
     flops.register_flop_formulas()  # the Triton op registers itself on first import

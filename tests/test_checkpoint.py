@@ -1,5 +1,6 @@
 """Checkpoints (atomic writes, weights_only loads, RNG state, kill + resume), EMA, LR schedule and
 the COCO metric code."""
+
 import contextlib
 import io
 import json
@@ -14,8 +15,15 @@ import numpy as np
 import pytest
 import torch
 
-from lgf.checkpoint import (CheckpointError, atomic_copy, atomic_torch_save, capture_rng_state, load_checkpoint,
-                            primitive_args, restore_rng_state)
+from lgf.checkpoint import (
+    CheckpointError,
+    atomic_copy,
+    atomic_torch_save,
+    capture_rng_state,
+    load_checkpoint,
+    primitive_args,
+    restore_rng_state,
+)
 from lgf.data import generate_synthetic_coco, load_coco_annotations
 from lgf.ema import ModelEMA
 from lgf.evaluation import STAT_NAMES, coco_metrics, predictions_to_coco
@@ -113,7 +121,9 @@ def test_ema_ramp_and_average():
 
 def test_lr_schedules():
     assert lr_factor(0, 100, "cosine", warmup_steps=10, warmup_factor=0.1) == pytest.approx(0.1)
-    assert lr_factor(5, 100, "cosine", warmup_steps=10, warmup_factor=0.1) == pytest.approx(0.55 * 1.0)
+    assert lr_factor(5, 100, "cosine", warmup_steps=10, warmup_factor=0.1) == pytest.approx(
+        0.55 * 1.0
+    )
     assert lr_factor(10, 100, "cosine", warmup_steps=10) == pytest.approx(1.0)
     assert lr_factor(100, 100, "cosine", warmup_steps=10, min_ratio=0.05) == pytest.approx(0.05)
     assert lr_factor(55, 100, "cosine", warmup_steps=10, min_ratio=0.0) == pytest.approx(0.5)
@@ -127,6 +137,7 @@ def test_lr_schedules():
 
 # ---- COCO metrics -----------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def synthetic_val(tmp_path_factory):
     root = tmp_path_factory.mktemp("synval")
@@ -135,8 +146,16 @@ def synthetic_val(tmp_path_factory):
 
 
 def _gt_as_results(coco, image_ids):
-    return [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
-            for a in coco.anns.values() if a["image_id"] in image_ids]
+    return [
+        {
+            "image_id": a["image_id"],
+            "category_id": a["category_id"],
+            "bbox": a["bbox"],
+            "score": 1.0,
+        }
+        for a in coco.anns.values()
+        if a["image_id"] in image_ids
+    ]
 
 
 def test_coco_metrics_perfect_partial_and_empty(synthetic_val):
@@ -167,10 +186,20 @@ def test_coco_metrics_empty_results_keep_minus_one_for_absent_sizes(tmp_path):
     """A ground truth with only small boxes: no detections give AP_small 0 but AP_large -1."""
     from pycocotools.coco import COCO
 
-    gt = {"images": [{"id": 1, "width": 100, "height": 100, "file_name": "a.png"}],
-          "categories": [{"id": 1, "name": "car"}],
-          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 8, 8], "area": 64,
-                           "iscrowd": 0}]}
+    gt = {
+        "images": [{"id": 1, "width": 100, "height": 100, "file_name": "a.png"}],
+        "categories": [{"id": 1, "name": "car"}],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": [10, 10, 8, 8],
+                "area": 64,
+                "iscrowd": 0,
+            }
+        ],
+    }
     path = tmp_path / "gt.json"
     path.write_text(json.dumps(gt))
     with contextlib.redirect_stdout(io.StringIO()):
@@ -178,32 +207,76 @@ def test_coco_metrics_empty_results_keep_minus_one_for_absent_sizes(tmp_path):
     me = coco_metrics(coco, [])
     assert me["AP"] == 0.0 and me["AP_small"] == 0.0 and me["AR_small"] == 0.0
     assert me["AP_medium"] == -1.0 and me["AP_large"] == -1.0 and me["AR_large"] == -1.0
-    hit = coco_metrics(coco, [{"image_id": 1, "category_id": 1, "bbox": [10, 10, 8, 8], "score": 0.9}])
+    hit = coco_metrics(
+        coco, [{"image_id": 1, "category_id": 1, "bbox": [10, 10, 8, 8], "score": 0.9}]
+    )
     assert hit["AP_small"] == pytest.approx(1.0) and hit["AP_large"] == -1.0
 
 
 def test_predictions_to_coco_maps_boxes_and_labels():
-    out = [{"boxes": torch.tensor([[1.0, 2.0, 11.0, 7.0]]), "scores": torch.tensor([0.9]),
-            "labels": torch.tensor([2])},
-           {"boxes": torch.zeros((0, 4)), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.int64)}]
+    out = [
+        {
+            "boxes": torch.tensor([[1.0, 2.0, 11.0, 7.0]]),
+            "scores": torch.tensor([0.9]),
+            "labels": torch.tensor([2]),
+        },
+        {
+            "boxes": torch.zeros((0, 4)),
+            "scores": torch.zeros(0),
+            "labels": torch.zeros(0, dtype=torch.int64),
+        },
+    ]
     res = predictions_to_coco(out, [42, 43], [0, 5, 9])
     assert res == [{"image_id": 42, "category_id": 9, "bbox": [1.0, 2.0, 10.0, 5.0], "score": 0.9}]
 
 
 # ---- a run killed with SIGKILL resumes ------------------------------------------------------------
 
+
 def test_sigkill_mid_run_then_resume(tmp_path):
     from lgf.trainer import parse_args, run
 
     out = tmp_path / "run"
     data = tmp_path / "data"
-    args = ["--output-dir", str(out), "--synthetic-dir", str(data), "--synthetic-train", "6",
-            "--synthetic-val", "2", "--synthetic-size", "64", "--backbone", "resnet18", "--mode", "lgf",
-            "--img-size", "64", "--batch-size", "2", "--workers", "0", "--epochs", "40",
-            "--iters-per-epoch", "1", "--eval-every", "0", "--no-progress", "--threads", "1"]
+    args = [
+        "--output-dir",
+        str(out),
+        "--synthetic-dir",
+        str(data),
+        "--synthetic-train",
+        "6",
+        "--synthetic-val",
+        "2",
+        "--synthetic-size",
+        "64",
+        "--backbone",
+        "resnet18",
+        "--mode",
+        "lgf",
+        "--img-size",
+        "64",
+        "--batch-size",
+        "2",
+        "--workers",
+        "0",
+        "--epochs",
+        "40",
+        "--iters-per-epoch",
+        "1",
+        "--eval-every",
+        "0",
+        "--no-progress",
+        "--threads",
+        "1",
+    ]
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, "-m", "train.train"] + args, cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "train.train"] + args,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     last = out / "last.pt"
     try:
         deadline = time.time() + 150
@@ -212,7 +285,9 @@ def test_sigkill_mid_run_then_resume(tmp_path):
             assert time.time() < deadline, "no checkpoint was written in time"
             time.sleep(0.05)
         first = os.stat(last).st_mtime_ns
-        while os.stat(last).st_mtime_ns == first and time.time() < deadline:  # a second write is on its way
+        while (
+            os.stat(last).st_mtime_ns == first and time.time() < deadline
+        ):  # a second write is on its way
             assert proc.poll() is None, proc.stderr.read().decode()
             time.sleep(0.02)
         time.sleep(0.15)

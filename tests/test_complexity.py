@@ -1,12 +1,19 @@
 """Tests of the complexity report (lgf/complexity.py, `python -m train.complexity`)."""
+
 import json
 
 import pytest
 import torch
 
 from lgf import block_complexity
-from lgf.complexity import (build_complexity_model, complexity_modes, complexity_report, forward_fn, format_markdown,
-                            measure_latency)
+from lgf.complexity import (
+    build_complexity_model,
+    complexity_modes,
+    complexity_report,
+    format_markdown,
+    forward_fn,
+    measure_latency,
+)
 from lgf.engine import MODES
 from lgf.models import level_channels
 from train import complexity as complexity_cli
@@ -71,13 +78,32 @@ def test_measure_latency_interleaves_and_validates():
 def test_markdown_and_cli_json(report, tmp_path, capsys):
     text = format_markdown(report)
     lines = text.splitlines()
-    assert lines[0].startswith("| mode | params (M) | Δparams (M) | FLOPs (G) | ΔFLOPs (M) | latency")
+    assert lines[0].startswith(
+        "| mode | params (M) | Δparams (M) | FLOPs (G) | ΔFLOPs (M) | latency"
+    )
     assert len([l for l in lines if l.startswith("| ")]) == len(report["rows"]) + 1
     assert "model.backbone" in text and "NMS" in text and f"{SIZE}x{SIZE}" in text
 
     out = tmp_path / "c.json"
-    assert complexity_cli.main(["--modes", "baseline,lgf", "--backbone", "resnet18", "--img-size", "32",
-                                "--warmup", "0", "--repeats", "1", "--json", str(out)]) == 0
+    assert (
+        complexity_cli.main(
+            [
+                "--modes",
+                "baseline,lgf",
+                "--backbone",
+                "resnet18",
+                "--img-size",
+                "32",
+                "--warmup",
+                "0",
+                "--repeats",
+                "1",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "| lgf (reference) |" in printed
     data = json.load(open(out))

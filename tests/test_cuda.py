@@ -9,6 +9,7 @@ Three groups:
     the launch plans of the real wrappers;
   * on a GPU (skipped without one): the registered kernels through lgf_ops.lgf_fused.
 """
+
 import ctypes
 import os
 import shlex
@@ -17,11 +18,11 @@ import subprocess
 
 import pytest
 import torch
+from op_utils import GRAD_NAMES, TOL, assert_close_scaled, forward_and_grads, make_inputs
 
 import lgf_ops
 from lgf_ops import _cpp
 from lgf_ops.reference import lgf_fused_reference
-from op_utils import GRAD_NAMES, TOL, assert_close_scaled, forward_and_grads, make_inputs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CSRC = os.path.join(REPO, "csrc")
@@ -39,7 +40,9 @@ def _nvcc_path():
 
 
 def _has_cuda_kernel(op):
-    return _cpp._C is not None and torch._C._dispatch_has_kernel_for_dispatch_key(f"lgf::{op}", "CUDA")
+    return _cpp._C is not None and torch._C._dispatch_has_kernel_for_dispatch_key(
+        f"lgf::{op}", "CUDA"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -52,7 +55,9 @@ def test_cuda_kernels_built_when_the_toolkit_is_present():
     nvcc = _nvcc_path()
     if nvcc is None:
         pytest.skip("no CUDA toolkit (nvcc) on this machine: the extension is CPU-only by design")
-    assert _cpp._C is not None, f"nvcc exists at {nvcc} but lgf_ops._C did not load: {_cpp.load_error()}"
+    assert _cpp._C is not None, (
+        f"nvcc exists at {nvcc} but lgf_ops._C did not load: {_cpp.load_error()}"
+    )
     for op in ("fused_forward", "fused_backward"):
         assert _has_cuda_kernel(op), (
             f"nvcc exists at {nvcc} but lgf::{op} has no CUDA kernel: the extension was built without "
@@ -78,15 +83,31 @@ I64 = ctypes.c_int64
 @pytest.fixture(scope="session")
 def emu(tmp_path_factory):
     """csrc/cuda/emulate/emulate_kernels.cpp built with the host compiler, loaded with ctypes."""
-    cxx = shlex.split(os.environ.get("CXX", "")) or [c for c in (shutil.which("g++") or shutil.which("c++"),) if c]
+    cxx = shlex.split(os.environ.get("CXX", "")) or [
+        c for c in (shutil.which("g++") or shutil.which("c++"),) if c
+    ]
     if not cxx:
         pytest.skip("no host C++ compiler (g++/c++) to build the CUDA emulation")
     out = str(tmp_path_factory.mktemp("lgf_emu") / "lgf_emu.so")
     src = os.path.join(CSRC, "cuda", "emulate", "emulate_kernels.cpp")
     torch_include = os.path.join(os.path.dirname(torch.__file__), "include")
-    cmd = cxx + ["-std=c++20", "-O2", "-shared", "-fPIC", "-I", CSRC, "-I", torch_include, src, "-o", out]
+    cmd = cxx + [
+        "-std=c++20",
+        "-O2",
+        "-shared",
+        "-fPIC",
+        "-I",
+        CSRC,
+        "-I",
+        torch_include,
+        src,
+        "-o",
+        out,
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True)
-    assert res.returncode == 0, f"building the CUDA emulation failed:\n{' '.join(cmd)}\n{res.stderr[-4000:]}"
+    assert res.returncode == 0, (
+        f"building the CUDA emulation failed:\n{' '.join(cmd)}\n{res.stderr[-4000:]}"
+    )
     lib = ctypes.CDLL(out)
     lib.lgf_emu_ws_tiles.restype = I64
     lib.lgf_emu_ws_tiles.argtypes = [ctypes.c_int, ctypes.c_int, I64, I64, I64, I64]
@@ -122,8 +143,20 @@ def emu_forward(lib, x, weight, bias, g, gate, gamma, grid=0, reverse=False):
     y = _empty_out(x)
     err = ctypes.create_string_buffer(1024)
     nhwc = int(_cpp.output_memory_format(x) == torch.channels_last)
-    rc = lib.lgf_emu_forward(DTYPE_CODE[x.dtype], _ptr(x), _strides(x), _ptr(y), _strides(y), ptrs,
-                             *map(I64, x.shape), nhwc, I64(grid), int(reverse), err, 1024)
+    rc = lib.lgf_emu_forward(
+        DTYPE_CODE[x.dtype],
+        _ptr(x),
+        _strides(x),
+        _ptr(y),
+        _strides(y),
+        ptrs,
+        *map(I64, x.shape),
+        nhwc,
+        I64(grid),
+        int(reverse),
+        err,
+        1024,
+    )
     assert rc == 0, err.value.decode()
     return y
 
@@ -139,9 +172,23 @@ def emu_backward(lib, dy, x, weight, bias, g, gate, gamma, grid=0, reverse=False
     tiles = lib.lgf_emu_ws_tiles(DTYPE_CODE[x.dtype], nhwc, N, C, H, W)
     ws = torch.full((N * C, NUM_SLOTS, tiles), float("nan"), dtype=acc)
     err = ctypes.create_string_buffer(1024)
-    rc = lib.lgf_emu_backward(DTYPE_CODE[x.dtype], _ptr(dy), _strides(dy), _ptr(x), _strides(x), _ptr(dx),
-                              _strides(dx), ptrs, _ptr(ws), *map(I64, x.shape), nhwc, I64(grid), int(reverse),
-                              err, 1024)
+    rc = lib.lgf_emu_backward(
+        DTYPE_CODE[x.dtype],
+        _ptr(dy),
+        _strides(dy),
+        _ptr(x),
+        _strides(x),
+        _ptr(dx),
+        _strides(dx),
+        ptrs,
+        _ptr(ws),
+        *map(I64, x.shape),
+        nhwc,
+        I64(grid),
+        int(reverse),
+        err,
+        1024,
+    )
     assert rc == 0, err.value.decode()
     return dx, ws
 
@@ -154,11 +201,25 @@ def finalize(ws, x, weight, g, gate):
     gate_a, g_a = gate.detach().to(P.dtype), g.detach().to(P.dtype)
     dzl, dzg = P[..., 2], P[..., 3]
     dg = P[..., 1] + gate_a[1] * dzl + gate_a[4] * dzg
-    dgate = torch.stack([P[..., 4].sum(0), (g_a * dzl).sum(0), dzl.sum(0),
-                         P[..., 5].sum(0), (g_a * dzg).sum(0), dzg.sum(0)])
+    dgate = torch.stack(
+        [
+            P[..., 4].sum(0),
+            (g_a * dzl).sum(0),
+            dzl.sum(0),
+            P[..., 5].sum(0),
+            (g_a * dzg).sum(0),
+            dzg.sum(0),
+        ]
+    )
     pd = weight.dtype
     dweight = P[..., 7:16].sum(0).reshape(C, 1, 3, 3)
-    return dweight.to(pd), P[..., 6].sum(0).to(pd), dg.to(g.dtype), dgate.to(pd), P[..., 0].sum(0).to(pd)
+    return (
+        dweight.to(pd),
+        P[..., 6].sum(0).to(pd),
+        dg.to(g.dtype),
+        dgate.to(pd),
+        P[..., 0].sum(0).to(pd),
+    )
 
 
 def check_emulated(lib, inputs, tol, dy=None, **launch):
@@ -214,7 +275,9 @@ def test_emulated_low_precision_x_with_float32_parameters(emu, layout, dtype):
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 def test_emulated_stride_zero_upstream_gradient(emu, layout):
     inputs = make_inputs(2, 6, 19, 35, dtype=torch.float64, layout=layout)
-    dy = torch.ones((), dtype=torch.float64).expand(inputs[0].shape)  # what .sum().backward() passes
+    dy = torch.ones((), dtype=torch.float64).expand(
+        inputs[0].shape
+    )  # what .sum().backward() passes
     assert dy.stride() == (0, 0, 0, 0)
     check_emulated(emu, inputs, TOL[torch.float64], dy=dy)
 
@@ -236,6 +299,7 @@ def test_emulated_results_do_not_depend_on_grid_or_thread_order(emu, layout):
 
 # ---------------------------------------------------------------------------------------------
 # On a GPU
+
 
 def _gpu_skip_reason():
     if not torch.cuda.is_available():
@@ -267,7 +331,14 @@ def check_cuda_parity(inputs, tol, dy=None):
     return y, grads
 
 
-GPU_SHAPES = [(0, 5, 7, 7), (1, 5, 1, 33), (3, 37, 7, 1), (2, 67, 33, 45), (1, 130, 70, 41), (2, 3, 1, 1)]
+GPU_SHAPES = [
+    (0, 5, 7, 7),
+    (1, 5, 1, 33),
+    (3, 37, 7, 1),
+    (2, 67, 33, 45),
+    (1, 130, 70, 41),
+    (2, 3, 1, 1),
+]
 
 
 @on_gpu
@@ -375,14 +446,18 @@ def test_cuda_index_arithmetic_is_64bit():
     gen = torch.Generator(device="cuda").manual_seed(0)
     x = torch.randn(N, C, H, W, device="cuda", dtype=torch.float16, generator=gen)
     assert x.numel() > 2**31
-    weight, bias, g, gate, gamma = (t.detach() for t in cuda_inputs(N, C, 1, 1, dtype=torch.float16)[1:])
+    weight, bias, g, gate, gamma = (
+        t.detach() for t in cuda_inputs(N, C, 1, 1, dtype=torch.float16)[1:]
+    )
     y = torch.ops.lgf.fused_forward(x, weight, bias, g, gate, gamma)
-    crop = x[:, :, H - 6:, :]
+    crop = x[:, :, H - 6 :, :]
     y_ref = lgf_fused_reference(crop, weight, bias, g, gate, gamma)
-    assert_close_scaled(y[:, :, H - 5:, :], y_ref[:, :, 1:, :], TOL[torch.float16], "y tail")
+    assert_close_scaled(y[:, :, H - 5 :, :], y_ref[:, :, 1:, :], TOL[torch.float16], "y tail")
     del y
     dy = torch.ones((), device="cuda", dtype=torch.float16).expand(x.shape)
     dx = torch.ops.lgf.fused_backward(dy, x, weight, bias, g, gate, gamma)[0]
     crop_in = crop.detach().requires_grad_()
-    (dx_ref,) = torch.autograd.grad(lgf_fused_reference(crop_in, weight, bias, g, gate, gamma).sum(), crop_in)
-    assert_close_scaled(dx[:, :, H - 4:, :], dx_ref[:, :, 2:, :], TOL[torch.float16], "dx tail")
+    (dx_ref,) = torch.autograd.grad(
+        lgf_fused_reference(crop_in, weight, bias, g, gate, gamma).sum(), crop_in
+    )
+    assert_close_scaled(dx[:, :, H - 4 :, :], dx_ref[:, :, 2:, :], TOL[torch.float16], "dx tail")

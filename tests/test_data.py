@@ -1,4 +1,5 @@
 """Data loading: COCO parsing, box handling, transforms, sampling, synthetic set, input errors."""
+
 import json
 import os
 
@@ -7,8 +8,15 @@ import pytest
 import torch
 from PIL import Image
 
-from lgf.data import (CocoDetection, DatasetError, EpochSampler, build_transforms,
-                      generate_synthetic_coco, load_coco_annotations, make_loader)
+from lgf.data import (
+    CocoDetection,
+    DatasetError,
+    EpochSampler,
+    build_transforms,
+    generate_synthetic_coco,
+    load_coco_annotations,
+    make_loader,
+)
 
 
 def _write_set(root, anns, images=None, categories=None, size=(40, 30)):
@@ -16,12 +24,17 @@ def _write_set(root, anns, images=None, categories=None, size=(40, 30)):
     img_dir = os.path.join(root, "img")
     os.makedirs(img_dir, exist_ok=True)
     w, h = size
-    images = images or [{"id": 7, "file_name": "a.png", "width": w, "height": h},
-                        {"id": 3, "file_name": "b.png", "width": w, "height": h}]
+    images = images or [
+        {"id": 7, "file_name": "a.png", "width": w, "height": h},
+        {"id": 3, "file_name": "b.png", "width": w, "height": h},
+    ]
     for im in images:
         Image.new("RGB", (w, h), (10, 200, 30)).save(os.path.join(img_dir, im["file_name"]))
-    data = {"images": images, "annotations": anns,
-            "categories": categories or [{"id": 5, "name": "five"}, {"id": 9, "name": "nine"}]}
+    data = {
+        "images": images,
+        "annotations": anns,
+        "categories": categories or [{"id": 5, "name": "five"}, {"id": 9, "name": "nine"}],
+    }
     ann = os.path.join(root, "ann.json")
     with open(ann, "w") as f:
         json.dump(data, f)
@@ -31,11 +44,29 @@ def _write_set(root, anns, images=None, categories=None, size=(40, 30)):
 def test_labels_contiguous_crowd_and_degenerate_boxes(tmp_path):
     anns = [
         {"id": 1, "image_id": 7, "category_id": 9, "bbox": [2, 3, 10, 5], "iscrowd": 0},
-        {"id": 2, "image_id": 7, "category_id": 5, "bbox": [1, 1, 4, 4], "iscrowd": 1},     # crowd
-        {"id": 3, "image_id": 7, "category_id": 5, "bbox": [5, 5, 0, 4], "iscrowd": 0},     # zero width
-        {"id": 4, "image_id": 7, "category_id": 5, "bbox": [5, 5, 3, -2], "iscrowd": 0},    # negative h
-        {"id": 5, "image_id": 7, "category_id": 5, "bbox": [100, 5, 3, 3], "iscrowd": 0},   # outside
-        {"id": 6, "image_id": 7, "category_id": 5, "bbox": [35, 20, 20, 20], "iscrowd": 0},  # clipped
+        {"id": 2, "image_id": 7, "category_id": 5, "bbox": [1, 1, 4, 4], "iscrowd": 1},  # crowd
+        {
+            "id": 3,
+            "image_id": 7,
+            "category_id": 5,
+            "bbox": [5, 5, 0, 4],
+            "iscrowd": 0,
+        },  # zero width
+        {
+            "id": 4,
+            "image_id": 7,
+            "category_id": 5,
+            "bbox": [5, 5, 3, -2],
+            "iscrowd": 0,
+        },  # negative h
+        {"id": 5, "image_id": 7, "category_id": 5, "bbox": [100, 5, 3, 3], "iscrowd": 0},  # outside
+        {
+            "id": 6,
+            "image_id": 7,
+            "category_id": 5,
+            "bbox": [35, 20, 20, 20],
+            "iscrowd": 0,
+        },  # clipped
     ]
     img_dir, ann = _write_set(str(tmp_path), anns)
     ds = CocoDetection(img_dir, ann, transforms=build_transforms(False))
@@ -46,7 +77,9 @@ def test_labels_contiguous_crowd_and_degenerate_boxes(tmp_path):
     assert image.shape == (3, 30, 40) and image.dtype == torch.float32
     assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0
     assert target["image_id"] == 7
-    torch.testing.assert_close(target["boxes"], torch.tensor([[2.0, 3.0, 12.0, 8.0], [35.0, 20.0, 40.0, 30.0]]))
+    torch.testing.assert_close(
+        target["boxes"], torch.tensor([[2.0, 3.0, 12.0, 8.0], [35.0, 20.0, 40.0, 30.0]])
+    )
     assert target["labels"].tolist() == [2, 1]
     # the image without boxes is kept, with empty (0, 4) targets
     _, empty = ds[0]
@@ -55,8 +88,10 @@ def test_labels_contiguous_crowd_and_degenerate_boxes(tmp_path):
 
 
 def test_hflip_moves_boxes_with_image(tmp_path):
-    img_dir, ann = _write_set(str(tmp_path), [
-        {"id": 1, "image_id": 7, "category_id": 5, "bbox": [2, 3, 10, 5], "iscrowd": 0}])
+    img_dir, ann = _write_set(
+        str(tmp_path),
+        [{"id": 1, "image_id": 7, "category_id": 5, "bbox": [2, 3, 10, 5], "iscrowd": 0}],
+    )
     path = os.path.join(img_dir, "a.png")
     arr = np.zeros((30, 40, 3), np.uint8)
     arr[3:8, 2:12] = 255  # the box region is white
@@ -69,8 +104,10 @@ def test_hflip_moves_boxes_with_image(tmp_path):
 
 
 def test_per_sample_seed_makes_augmentation_reproducible(tmp_path):
-    img_dir, ann = _write_set(str(tmp_path), [
-        {"id": 1, "image_id": 7, "category_id": 5, "bbox": [2, 3, 10, 5], "iscrowd": 0}])
+    img_dir, ann = _write_set(
+        str(tmp_path),
+        [{"id": 1, "image_id": 7, "category_id": 5, "bbox": [2, 3, 10, 5], "iscrowd": 0}],
+    )
     ds = CocoDetection(img_dir, ann, transforms=build_transforms(True, hflip=0.5))
     flips = [ds[(1, s)][1]["boxes"][0, 0].item() for s in range(16)]
     assert set(flips) == {2.0, 28.0}  # both outcomes occur
@@ -99,8 +136,10 @@ def test_sampler_is_deterministic_shardable_and_resumable():
 
 
 def test_loader_batches(tmp_path):
-    img_dir, ann = _write_set(str(tmp_path), [
-        {"id": 1, "image_id": 7, "category_id": 5, "bbox": [2, 3, 10, 5], "iscrowd": 0}])
+    img_dir, ann = _write_set(
+        str(tmp_path),
+        [{"id": 1, "image_id": 7, "category_id": 5, "bbox": [2, 3, 10, 5], "iscrowd": 0}],
+    )
     ds = CocoDetection(img_dir, ann, transforms=build_transforms(True))
     images, targets = next(iter(make_loader(ds, 2, train=True, seed=0)))
     assert len(images) == 2 and len(targets) == 2
@@ -114,14 +153,20 @@ def test_synthetic_set_is_deterministic_and_small(tmp_path):
         with open(a[key], "rb") as fa, open(b[key], "rb") as fb:
             assert fa.read() == fb.read()
     for name in ("train_00000.png", "train_00029.png"):
-        with open(os.path.join(a["train_img"], name), "rb") as fa, open(os.path.join(b["train_img"], name), "rb") as fb:
+        with (
+            open(os.path.join(a["train_img"], name), "rb") as fa,
+            open(os.path.join(b["train_img"], name), "rb") as fb,
+        ):
             assert fa.read() == fb.read()
     c = generate_synthetic_coco(str(tmp_path / "c"), num_train=30, num_val=6, image_size=96, seed=2)
     with open(a["train_ann"]) as fa, open(c["train_ann"]) as fc:
         assert json.load(fa)["annotations"] != json.load(fc)["annotations"]
     # reused, not regenerated, when the parameters match
     mtime = os.path.getmtime(a["train_ann"])
-    assert generate_synthetic_coco(str(tmp_path / "a"), num_train=30, num_val=6, image_size=96, seed=1) == a
+    assert (
+        generate_synthetic_coco(str(tmp_path / "a"), num_train=30, num_val=6, image_size=96, seed=1)
+        == a
+    )
     assert os.path.getmtime(a["train_ann"]) == mtime
     coco = load_coco_annotations(a["train_ann"])
     assert len(coco.cats) == 3 and len(coco.imgs) == 30
@@ -134,6 +179,7 @@ def test_synthetic_set_is_deterministic_and_small(tmp_path):
 
 
 # ---- bad inputs: clear errors that name the file -------------------------------------------
+
 
 def test_missing_image_dir(tmp_path):
     _, ann = _write_set(str(tmp_path), [])
@@ -148,15 +194,24 @@ def test_missing_annotation_file(tmp_path):
         CocoDetection(img_dir, str(tmp_path / "missing.json"))
 
 
-@pytest.mark.parametrize("content, message", [
-    ("{not json", "is not valid JSON"),
-    ("[1, 2]", "top level must be a JSON object"),
-    ('{"images": [], "annotations": []}', "missing the 'categories' list"),
-    ('{"images": [{"id": 1, "file_name": "a.png"}], "annotations": [{"id": 1, "image_id": 1, '
-     '"category_id": 1, "bbox": [1, 2]}], "categories": [{"id": 1, "name": "x"}]}', "bbox"),
-    ('{"images": [], "annotations": [{"id": 1, "image_id": 4, "category_id": 1, "bbox": [1, 2, 3, 4]}],'
-     ' "categories": [{"id": 1, "name": "x"}]}', "unknown image_id"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "is not valid JSON"),
+        ("[1, 2]", "top level must be a JSON object"),
+        ('{"images": [], "annotations": []}', "missing the 'categories' list"),
+        (
+            '{"images": [{"id": 1, "file_name": "a.png"}], "annotations": [{"id": 1, "image_id": 1, '
+            '"category_id": 1, "bbox": [1, 2]}], "categories": [{"id": 1, "name": "x"}]}',
+            "bbox",
+        ),
+        (
+            '{"images": [], "annotations": [{"id": 1, "image_id": 4, "category_id": 1, "bbox": [1, 2, 3, 4]}],'
+            ' "categories": [{"id": 1, "name": "x"}]}',
+            "unknown image_id",
+        ),
+    ],
+)
 def test_malformed_annotation_file(tmp_path, content, message):
     img_dir, _ = _write_set(str(tmp_path), [])
     bad = tmp_path / "bad.json"

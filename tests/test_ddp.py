@@ -4,6 +4,7 @@ DDP with batch 1 per process averages the gradients of 2 images per step, which 
 process does with batch 1 and --accum-steps 2 over the same images: the weights must agree.
 The evaluation gathered on rank 0 must equal evaluate_checkpoint on the saved weights.
 """
+
 import os
 import subprocess
 import sys
@@ -20,26 +21,69 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _args(data, out):
-    return ["--train-img", data["train_img"], "--train-ann", data["train_ann"],
-            "--val-img", data["val_img"], "--val-ann", data["val_ann"], "--output-dir", str(out),
-            "--backbone", "resnet18", "--mode", "lgf", "--img-size", "64", "--epochs", "1",
-            "--iters-per-epoch", "2", "--batch-size", "1", "--workers", "0", "--score-thresh", "0",
-            "--no-progress", "--threads", "1", "--lr", "1e-3"]
+    return [
+        "--train-img",
+        data["train_img"],
+        "--train-ann",
+        data["train_ann"],
+        "--val-img",
+        data["val_img"],
+        "--val-ann",
+        data["val_ann"],
+        "--output-dir",
+        str(out),
+        "--backbone",
+        "resnet18",
+        "--mode",
+        "lgf",
+        "--img-size",
+        "64",
+        "--epochs",
+        "1",
+        "--iters-per-epoch",
+        "2",
+        "--batch-size",
+        "1",
+        "--workers",
+        "0",
+        "--score-thresh",
+        "0",
+        "--no-progress",
+        "--threads",
+        "1",
+        "--lr",
+        "1e-3",
+    ]
 
 
-@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
+@pytest.mark.skipif(
+    not torch.distributed.is_available(), reason="torch.distributed is not available"
+)
 def test_two_process_gloo_ddp_matches_gradient_accumulation(tmp_path):
     data = generate_synthetic_coco(str(tmp_path / "data"), num_train=6, num_val=3, image_size=64)
     out = tmp_path / "ddp"
     init = "file://" + str(tmp_path / "rendezvous")
     procs = []
     for rank in range(2):
-        env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
-                   PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        env = dict(
+            os.environ,
+            RANK=str(rank),
+            LOCAL_RANK=str(rank),
+            WORLD_SIZE="2",
+            PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        )
         env.setdefault("GLOO_SOCKET_IFNAME", "lo")
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "train.train"] + _args(data, out) + ["--dist-url", init, "--device", "cpu"],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "train.train"]
+                + _args(data, out)
+                + ["--dist-url", init, "--device", "cpu"],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+        )
     logs = []
     for p in procs:
         try:
@@ -62,8 +106,14 @@ def test_two_process_gloo_ddp_matches_gradient_accumulation(tmp_path):
         torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-5, atol=1e-6, msg=k)
 
     # rank 0 gathered both ranks' detections: the same as scoring the saved weights in one process
-    m = evaluate_checkpoint(str(out / "last.pt"), data["val_img"], data["val_ann"], use_ema=False,
-                            batch_size=1, device="cpu")
+    m = evaluate_checkpoint(
+        str(out / "last.pt"),
+        data["val_img"],
+        data["val_ann"],
+        use_ema=False,
+        batch_size=1,
+        device="cpu",
+    )
     assert m["num_images"] == a["metrics"]["num_images"] == 3
     assert m["num_detections"] == a["metrics"]["num_detections"] > 0
     for k in STAT_NAMES:

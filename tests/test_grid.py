@@ -1,4 +1,5 @@
 """Tests of the grid: aggregation arithmetic (lgf/grid.py) and `python -m train.grid` end to end."""
+
 import csv
 import math
 import os
@@ -6,16 +7,32 @@ import statistics
 
 import pytest
 
-from lgf.grid import (REPORT_METRICS, aggregate, format_value, markdown_table, mean_std, plan_runs, read_result,
-                      weather_markdown_table, write_csv)
+from lgf.grid import (
+    REPORT_METRICS,
+    aggregate,
+    format_value,
+    markdown_table,
+    mean_std,
+    plan_runs,
+    read_result,
+    weather_markdown_table,
+    write_csv,
+)
 from train import grid as grid_cli
 
 
 def _result(mode, seed, values, dataset="d", level="C3", split="val"):
-    return {"dataset": dataset, "insert_level": level, "mode": mode, "seed": seed, "splits": {split: values}}
+    return {
+        "dataset": dataset,
+        "insert_level": level,
+        "mode": mode,
+        "seed": seed,
+        "splits": {split: values},
+    }
 
 
 # ---- aggregation -----------------------------------------------------------------------------
+
 
 def test_mean_and_sample_std_exact():
     mean, std = mean_std([0.1, 0.3])
@@ -49,19 +66,26 @@ def test_aggregate_groups_by_mode_and_keeps_order():
         _result("se", 0, metrics, split="test"),  # no val split: left out of the val table
     ]
     rows = aggregate(results, "val", group_order=[("d", "C3", "baseline"), ("d", "C3", "lgf")])
-    assert [(r["mode"], r["n"], r["seeds"]) for r in rows] == [("baseline", 2, [0, 1]), ("lgf", 3, [0, 1, 2])]
+    assert [(r["mode"], r["n"], r["seeds"]) for r in rows] == [
+        ("baseline", 2, [0, 1]),
+        ("lgf", 3, [0, 1, 2]),
+    ]
     base, lgf = rows
     assert base["mean"]["AP"] == pytest.approx(0.12, abs=1e-15)
     assert base["std"]["AP"] == pytest.approx(math.sqrt(0.0008), abs=1e-15)
     assert lgf["mean"]["AP"] == pytest.approx(0.3, abs=1e-15)
     assert lgf["std"]["AP"] == pytest.approx(0.1, abs=1e-15)
     assert lgf["mean"]["AP_small"] == pytest.approx(0.3, abs=1e-15)
-    assert lgf["std"]["AP_small"] == pytest.approx(math.sqrt(((0.1 - 0.3) ** 2 + (0.2 - 0.3) ** 2 + 0.3 ** 2) / 2))
+    assert lgf["std"]["AP_small"] == pytest.approx(
+        math.sqrt(((0.1 - 0.3) ** 2 + (0.2 - 0.3) ** 2 + 0.3**2) / 2)
+    )
     assert lgf["mean"]["AP_large"] is None
 
     table = markdown_table(rows, seeds_planned=3)
     lines = table.splitlines()
-    assert lines[0] == ("| dataset | level | mode | seeds | AP_small | AP_medium | AP_large | AP50 | AP75 | mAP |")
+    assert lines[0] == (
+        "| dataset | level | mode | seeds | AP_small | AP_medium | AP_large | AP50 | AP75 | mAP |"
+    )
     assert lines[2].startswith("| d | C3 | baseline | 2/3 | 6.00 ± 1.41 |")
     assert lines[2].endswith("| 12.00 ± 2.83 |")
     assert "| n/a |" in lines[3]
@@ -100,22 +124,56 @@ def test_plan_is_seed_major_and_names_runs():
 def test_pass_through_flags_are_validated():
     flags, ns = grid_cli.parse_train_flags(["--", "--epochs", "3", "--backbone", "resnet18"])
     assert flags == ["--epochs", "3", "--backbone", "resnet18"] and ns.epochs == 3
-    for bad, match in ((["--seed", "1"], "--seeds"), (["--mode=lgf"], "--modes"), (["--output-dir", "x"], "--out"),
-                       (["--epoch", "2"], "unknown flags"), (["--resume", "auto"], "set by the grid")):
+    for bad, match in (
+        (["--seed", "1"], "--seeds"),
+        (["--mode=lgf"], "--modes"),
+        (["--output-dir", "x"], "--out"),
+        (["--epoch", "2"], "unknown flags"),
+        (["--resume", "auto"], "set by the grid"),
+    ):
         with pytest.raises(ValueError, match=match):
             grid_cli.parse_train_flags(bad)
 
 
 # ---- end to end ----------------------------------------------------------------------------
 
-TRAIN_FLAGS = ["--backbone", "resnet18", "--synthetic-train", "4", "--synthetic-val", "2", "--synthetic-size", "64",
-               "--epochs", "1", "--batch-size", "2", "--max-iters", "1", "--workers", "0", "--threads", "1"]
+TRAIN_FLAGS = [
+    "--backbone",
+    "resnet18",
+    "--synthetic-train",
+    "4",
+    "--synthetic-val",
+    "2",
+    "--synthetic-size",
+    "64",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "2",
+    "--max-iters",
+    "1",
+    "--workers",
+    "0",
+    "--threads",
+    "1",
+]
 
 
 def test_grid_runs_skips_finished_runs_and_aggregates(tmp_path, capsys):
     out = tmp_path / "grid"
-    argv = ["--out", str(out), "--modes", "baseline,lgf", "--seeds", "0", "--weather",
-            "--weather-conditions", "fog", "--eval-batch-size", "2"] + TRAIN_FLAGS
+    argv = [
+        "--out",
+        str(out),
+        "--modes",
+        "baseline,lgf",
+        "--seeds",
+        "0",
+        "--weather",
+        "--weather-conditions",
+        "fog",
+        "--eval-batch-size",
+        "2",
+    ] + TRAIN_FLAGS
     assert grid_cli.main(argv) == 0
     text = capsys.readouterr().out
     run_dirs = [out / "synthetic" / f"{m}_C3_seed0" for m in ("baseline", "lgf")]
@@ -124,15 +182,20 @@ def test_grid_runs_skips_finished_runs_and_aggregates(tmp_path, capsys):
         r = read_result(str(d), "best")
         assert r is not None and set(r["splits"]) == {"val", "fog-s3"}
         assert r["checkpoint"] == str(d / "best.pt")
-        logs[d] = ((d / "train.log").stat().st_mtime_ns, (d / "result_best.json").stat().st_mtime_ns,
-                   (d / "last.pt").stat().st_mtime_ns)
+        logs[d] = (
+            (d / "train.log").stat().st_mtime_ns,
+            (d / "result_best.json").stat().st_mtime_ns,
+            (d / "last.pt").stat().st_mtime_ns,
+        )
         assert (d / "train.log").read_text().count("-m train.train") == 1
     assert "## val" in text and "## weather robustness" in text
     md = (out / "results_best.md").read_text()
     assert "| synthetic | C3 | baseline | 1/1 |" in md and "| synthetic | C3 | lgf | 1/1 |" in md
     assert "± -" in md and "one seed" in md
     rows = list(csv.DictReader(open(out / "results_best.csv")))
-    assert {(r["mode"], r["split"]) for r in rows} == {(m, s) for m in ("baseline", "lgf") for s in ("val", "fog-s3")}
+    assert {(r["mode"], r["split"]) for r in rows} == {
+        (m, s) for m in ("baseline", "lgf") for s in ("val", "fog-s3")
+    }
     assert (out / "_weather" / "synthetic" / "seed0" / "fog-s3" / "weather.json").is_file()
 
     # second invocation: nothing is trained or scored again
@@ -140,11 +203,14 @@ def test_grid_runs_skips_finished_runs_and_aggregates(tmp_path, capsys):
     again = capsys.readouterr().out
     assert again.count("finished, skipped") == 2 and "training (log" not in again
     for d in run_dirs:
-        assert ((d / "train.log").stat().st_mtime_ns, (d / "result_best.json").stat().st_mtime_ns,
-                (d / "last.pt").stat().st_mtime_ns) == logs[d]
+        assert (
+            (d / "train.log").stat().st_mtime_ns,
+            (d / "result_best.json").stat().st_mtime_ns,
+            (d / "last.pt").stat().st_mtime_ns,
+        ) == logs[d]
 
     # another selection re-scores the trained runs without training them again
-    assert grid_cli.main(argv[:-len(TRAIN_FLAGS)] + ["--select", "last"] + TRAIN_FLAGS) == 0
+    assert grid_cli.main(argv[: -len(TRAIN_FLAGS)] + ["--select", "last"] + TRAIN_FLAGS) == 0
     assert "training (log" not in capsys.readouterr().out
     for d in run_dirs:
         assert (d / "train.log").stat().st_mtime_ns == logs[d][0]
@@ -157,7 +223,12 @@ def test_grid_runs_skips_finished_runs_and_aggregates(tmp_path, capsys):
 
 
 def test_grid_dry_run_and_bad_input(tmp_path, capsys):
-    assert grid_cli.main(["--out", str(tmp_path), "--modes", "lgf", "--seeds", "3", "--dry-run"] + TRAIN_FLAGS) == 0
+    assert (
+        grid_cli.main(
+            ["--out", str(tmp_path), "--modes", "lgf", "--seeds", "3", "--dry-run"] + TRAIN_FLAGS
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "to run" in text and "--seed 3" in text and "--mode lgf" in text
     assert grid_cli.main(["--out", str(tmp_path), "--modes", "nope"]) == 2

@@ -1,4 +1,5 @@
 """Tests of the RetinaNet builder in lgf/models.py (block insertion, checkpoints, errors, complexity)."""
+
 import pytest
 import torch
 import torchvision
@@ -31,7 +32,9 @@ def _images_and_targets(n=2, size=128, seed=0):
 def _block_input_shape(model, size=64):
     """Shape of the feature the backbone's block receives, found with a forward hook."""
     seen = []
-    handle = model.backbone.block.register_forward_hook(lambda m, inp, out: seen.append(tuple(inp[0].shape)))
+    handle = model.backbone.block.register_forward_hook(
+        lambda m, inp, out: seen.append(tuple(inp[0].shape))
+    )
     try:
         with torch.no_grad():
             model.backbone(torch.randn(1, 3, size, size))
@@ -56,7 +59,9 @@ def _block_input_shape(model, size=64):
 )
 def test_block_sees_the_level_channels(backbone, level, channels, stride):
     model = build_retinanet(backbone, block="se", insert_level=level, num_classes=3, **SMALL)
-    assert isinstance(model.backbone, BackboneWithBlock) and isinstance(model.backbone, BackboneWithFPN)
+    assert isinstance(model.backbone, BackboneWithBlock) and isinstance(
+        model.backbone, BackboneWithFPN
+    )
     assert model.backbone.out_channels == 256
     assert level_channels(backbone, level) == channels
     assert _block_input_shape(model, size=64) == (1, channels, 64 // stride, 64 // stride)
@@ -102,12 +107,17 @@ def test_training_step_under_bf16_autocast():
         losses = model(images, targets)
     assert all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
-    assert model.backbone.block.gate.grad is not None and torch.isfinite(model.backbone.block.gate.grad).all()
+    assert (
+        model.backbone.block.gate.grad is not None
+        and torch.isfinite(model.backbone.block.gate.grad).all()
+    )
 
 
 def test_eval_returns_detections():
     torch.manual_seed(3)
-    model = retinanet_resnet18_fpn(block="lgf", num_classes=3, score_thresh=0.0, detections_per_img=20, **SMALL)
+    model = retinanet_resnet18_fpn(
+        block="lgf", num_classes=3, score_thresh=0.0, detections_per_img=20, **SMALL
+    )
     model.eval()
     images, _ = _images_and_targets()
     with torch.no_grad():
@@ -116,18 +126,28 @@ def test_eval_returns_detections():
     for det in out:
         assert set(det) == {"boxes", "scores", "labels"}
         k = det["boxes"].shape[0]
-        assert 0 < k <= 20 and det["boxes"].shape == (k, 4) and det["scores"].shape == det["labels"].shape == (k,)
+        assert (
+            0 < k <= 20
+            and det["boxes"].shape == (k, 4)
+            and det["scores"].shape == det["labels"].shape == (k,)
+        )
         assert ((det["labels"] >= 0) & (det["labels"] < 3)).all()
 
 
 # The Triton interpreter is too slow for a whole model on CPU; its parity is checked per block
 # in test_blocks.py.
-@pytest.mark.parametrize("backend", ["auto"] + [b for b in ("cpp",) if b in lgf_ops.available_backends()])
+@pytest.mark.parametrize(
+    "backend", ["auto"] + [b for b in ("cpp",) if b in lgf_ops.available_backends()]
+)
 def test_backends_give_the_same_model_outputs(backend):
     torch.manual_seed(4)
     tiny = dict(min_size=96, max_size=96)
-    model = retinanet_resnet18_fpn(block="lgf", num_classes=3, block_kwargs={"backend": backend}, **tiny)
-    ref = retinanet_resnet18_fpn(block="lgf", num_classes=3, block_kwargs={"backend": "reference"}, **tiny)
+    model = retinanet_resnet18_fpn(
+        block="lgf", num_classes=3, block_kwargs={"backend": backend}, **tiny
+    )
+    ref = retinanet_resnet18_fpn(
+        block="lgf", num_classes=3, block_kwargs={"backend": "reference"}, **tiny
+    )
     with torch.no_grad():  # non-trivial gates, so the gate path is exercised
         model.backbone.block.gate.normal_(0, 0.5)
     ref.load_state_dict(model.state_dict())
@@ -148,7 +168,9 @@ def test_backends_give_the_same_model_outputs(backend):
 
 def test_baseline_is_torchvision_and_keys_are_kept():
     ours = retinanet_resnet50_fpn(num_classes=5)
-    theirs = torchvision.models.detection.retinanet_resnet50_fpn(weights=None, weights_backbone=None, num_classes=5)
+    theirs = torchvision.models.detection.retinanet_resnet50_fpn(
+        weights=None, weights_backbone=None, num_classes=5
+    )
     assert type(ours.backbone) is BackboneWithFPN
     shapes = {k: v.shape for k, v in theirs.state_dict().items()}
     assert {k: v.shape for k, v in ours.state_dict().items()} == shapes
@@ -174,9 +196,15 @@ def test_baseline_checkpoint_loads_with_only_block_keys_missing(block):
 
 
 def test_callable_block_and_block_kwargs():
-    model = retinanet_resnet18_fpn(block=lambda c, **kw: SE(c, **kw), block_kwargs={"reduction": 4}, num_classes=3)
-    assert isinstance(model.backbone.block, SE) and model.backbone.block.fc[0].out_channels == 128 // 4
-    model = build_retinanet("resnet18", block="lgf", block_kwargs={"backend": "reference", "gn_groups": 8})
+    model = retinanet_resnet18_fpn(
+        block=lambda c, **kw: SE(c, **kw), block_kwargs={"reduction": 4}, num_classes=3
+    )
+    assert (
+        isinstance(model.backbone.block, SE) and model.backbone.block.fc[0].out_channels == 128 // 4
+    )
+    model = build_retinanet(
+        "resnet18", block="lgf", block_kwargs={"backend": "reference", "gn_groups": 8}
+    )
     assert model.backbone.block.backend == "reference"
     assert model.backbone.block.global_branch[2].num_groups == 8
 
@@ -208,10 +236,14 @@ def test_block_complexity():
     C, H, W = 64, 10, 8
     assert block_complexity(None, C, H, W) == (0, 0)
     params, flops = block_complexity("se", C, H, W)
-    assert params == 2 * C * (C // 16) and flops == 2 * 2 * C * (C // 16)  # two 1x1 convs on a 1x1 map
+    assert params == 2 * C * (C // 16) and flops == 2 * 2 * C * (
+        C // 16
+    )  # two 1x1 convs on a 1x1 map
     params, flops = block_complexity("lgf", C, H, W, backend="reference")
     # the reference path is counted through its depthwise conv (2*9 per element) + the global 1x1 conv
     assert params == C * C + 19 * C and flops == 18 * C * H * W + 2 * C * C
     params, flops = block_complexity("cbam", C, H, W)
     assert params == 2 * C * (C // 16) + 98
-    assert flops == 2 * (2 * 2 * C * (C // 16)) + 2 * 98 * H * W  # MLP on avg and max, 7x7 conv 2 -> 1
+    assert (
+        flops == 2 * (2 * 2 * C * (C // 16)) + 2 * 98 * H * W
+    )  # MLP on avg and max, 7x7 conv 2 -> 1

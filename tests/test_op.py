@@ -1,12 +1,13 @@
 """The fused op on CPU (C++ kernels) against the plain-PyTorch reference."""
+
 import itertools
 
 import pytest
 import torch
+from op_utils import GRAD_NAMES, TOL, assert_close_scaled, forward_and_grads, make_inputs
 
 import lgf_ops
 from lgf_ops.reference import lgf_fused_reference
-from op_utils import GRAD_NAMES, TOL, assert_close_scaled, forward_and_grads, make_inputs
 
 pytestmark = pytest.mark.skipif(
     "cpp" not in lgf_ops.available_backends(), reason="C++ extension lgf_ops._C is not built"
@@ -58,7 +59,14 @@ def test_low_precision_x_with_float32_parameters(layout, dtype):
     """The AMP case: fp16/bf16 activations, fp32 parameters; parameter grads stay fp32."""
     inputs = make_inputs(2, 40, 9, 11, dtype=dtype, layout=layout, param_dtype=torch.float32)
     _, grads = check_parity(inputs, TOL[dtype])
-    assert [t.dtype for t in grads] == [dtype, torch.float32, torch.float32, dtype, torch.float32, torch.float32]
+    assert [t.dtype for t in grads] == [
+        dtype,
+        torch.float32,
+        torch.float32,
+        dtype,
+        torch.float32,
+        torch.float32,
+    ]
 
 
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
@@ -215,7 +223,9 @@ def test_large_index_arithmetic_is_64bit():
     # The full output would need 8 GiB; instead run the kernel on a window starting past 2**31.
     offset_view = x[..., W - 4 :]
     got = lgf_ops.lgf_fused(offset_view, w, *others, backend="cpp")
-    assert_close_scaled(got, lgf_fused_reference(offset_view.contiguous(), w, *others), TOL[torch.float32])
+    assert_close_scaled(
+        got, lgf_fused_reference(offset_view.contiguous(), w, *others), TOL[torch.float32]
+    )
     assert expected.shape == got.shape
 
 
@@ -233,15 +243,29 @@ BAD = {
     "complex_g": lambda a: a[:3] + [a[3].to(torch.complex64)] + a[4:],
     "dtype_mismatch_g": lambda a: a[:3] + [a[3].double()] + a[4:],
     "dtype_mismatch_params": lambda a: [a[0], a[1].double()] + a[2:],
-    "half_params_float_x": lambda a: [a[0]] + [t.half() for t in a[1:3]] + [a[3]] + [t.half() for t in a[4:]],
+    "half_params_float_x": lambda a: (
+        [a[0]] + [t.half() for t in a[1:3]] + [a[3]] + [t.half() for t in a[4:]]
+    ),
     "device_mismatch": lambda a: a[:5] + [torch.empty(4, device="meta")],
     "not_a_tensor": lambda a: a[:5] + [[1.0, 2.0, 3.0, 4.0]],
 }
 BAD_NAMES = {
-    "rank": "x", "weight_not_3x3": "weight", "weight_not_depthwise": "weight", "C_mismatch_weight": "weight",
-    "bias_shape": "bias", "g_shape": "g", "gate_shape": "gate", "gamma_shape": "gamma", "int_x": "x",
-    "bool_weight": "weight", "complex_g": "g", "dtype_mismatch_g": "g", "dtype_mismatch_params": "bias",
-    "half_params_float_x": "parameters", "device_mismatch": "gamma", "not_a_tensor": "gamma",
+    "rank": "x",
+    "weight_not_3x3": "weight",
+    "weight_not_depthwise": "weight",
+    "C_mismatch_weight": "weight",
+    "bias_shape": "bias",
+    "g_shape": "g",
+    "gate_shape": "gate",
+    "gamma_shape": "gamma",
+    "int_x": "x",
+    "bool_weight": "weight",
+    "complex_g": "g",
+    "dtype_mismatch_g": "g",
+    "dtype_mismatch_params": "bias",
+    "half_params_float_x": "parameters",
+    "device_mismatch": "gamma",
+    "not_a_tensor": "gamma",
 }
 
 

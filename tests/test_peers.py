@@ -1,5 +1,6 @@
 """Tests of the comparison designs (lgf/peers: GLMD, SIE-FPN, ASFF), their builder integration and
 complexity, and the feature-enhancement regulariser (lgf/regularizers.py)."""
+
 import math
 from collections import OrderedDict
 
@@ -23,7 +24,10 @@ def _images_and_targets(n=2, size=128, seed=0):
     gen = torch.Generator().manual_seed(seed)
     images = [torch.rand(3, size, size, generator=gen) for _ in range(n)]
     targets = [
-        {"boxes": torch.tensor([[10.0, 12.0, 30.0, 28.0], [60.0, 64.0, 90.0, 100.0]]), "labels": torch.tensor([1, 2])}
+        {
+            "boxes": torch.tensor([[10.0, 12.0, 30.0, 28.0], [60.0, 64.0, 90.0, 100.0]]),
+            "labels": torch.tensor([1, 2]),
+        }
         for _ in range(n)
     ]
     return images, targets
@@ -31,7 +35,10 @@ def _images_and_targets(n=2, size=128, seed=0):
 
 def _pyramid_inputs(sizes=(13, 7, 4), channels=R18_CHANNELS, n=2, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    return OrderedDict((str(i), torch.randn(n, c, s, s, generator=gen)) for i, (c, s) in enumerate(zip(channels, sizes)))
+    return OrderedDict(
+        (str(i), torch.randn(n, c, s, s, generator=gen))
+        for i, (c, s) in enumerate(zip(channels, sizes))
+    )
 
 
 def _n_params(module):
@@ -62,7 +69,9 @@ def test_axial_attention_reaches_the_whole_map_in_two_passes():
         row_only2 = attn.row(x2.permute(0, 2, 3, 1).reshape(6, 5, 16))
     assert y.shape == x.shape
     assert (y2[..., 5, 4] - y[..., 5, 4]).abs().max() > 1e-4  # the far corner sees the change
-    torch.testing.assert_close(row_only2[1:], row_only[1:], rtol=0, atol=0)  # a row pass alone does not
+    torch.testing.assert_close(
+        row_only2[1:], row_only[1:], rtol=0, atol=0
+    )  # a row pass alone does not
     with pytest.raises(ValueError, match="not divisible by num_heads"):
         AxialAttention(10, num_heads=3)
 
@@ -105,7 +114,9 @@ def test_glmd_mutual_fusion_follows_the_formula():
     x = torch.randn(1, 32, 6, 6)
     with torch.no_grad():
         L, G = block.local_branch(x), block.global_branch(x)
-        expected = x + block.out_proj(block.mutual_g(G * torch.sigmoid(L)) + block.mutual_l(L * torch.sigmoid(G)))
+        expected = x + block.out_proj(
+            block.mutual_g(G * torch.sigmoid(L)) + block.mutual_l(L * torch.sigmoid(G))
+        )
         torch.testing.assert_close(block(x), expected)
 
 
@@ -189,7 +200,9 @@ def test_sie_fpn_matches_the_fpn_interface():
 def test_resize_to():
     x = torch.arange(16.0).reshape(1, 1, 4, 4)
     assert torch.equal(resize_to(x, (4, 4)), x)
-    assert torch.equal(resize_to(x, (2, 2)), torch.tensor([[[[5.0, 7.0], [13.0, 15.0]]]]))  # 2x2 max
+    assert torch.equal(
+        resize_to(x, (2, 2)), torch.tensor([[[[5.0, 7.0], [13.0, 15.0]]]])
+    )  # 2x2 max
     up = resize_to(x, (8, 8))
     assert up.shape == (1, 1, 8, 8) and torch.equal(up[..., ::2, ::2], x)
     assert resize_to(torch.randn(1, 2, 13, 13), (4, 4)).shape == (1, 2, 4, 4)
@@ -217,7 +230,9 @@ def test_asff_is_the_weighted_sum_of_resized_levels():
     for source in range(3):
         for fusion in asff.fusions:  # all weight on `source`
             nn.init.zeros_(fusion.logits.weight)
-            fusion.logits.bias.data = torch.tensor([0.0, 0.0, 0.0]).index_fill(0, torch.tensor(source), 60.0)
+            fusion.logits.bias.data = torch.tensor([0.0, 0.0, 0.0]).index_fill(
+                0, torch.tensor(source), 60.0
+            )
         with torch.no_grad():
             outs = asff(feats)
         for level, (fusion, out) in enumerate(zip(asff.fusions, outs)):
@@ -243,7 +258,11 @@ def test_asff_fpn_replaces_p3_to_p5_and_keeps_p6_p7():
 
 # ---- builder -------------------------------------------------------------------------------------
 
-MODES = {"glmd": {"block": "glmd"}, "sie_fpn": {"neck": "sie_fpn"}, "asff": {"neck": "asff"}}  # -> builder kwargs
+MODES = {
+    "glmd": {"block": "glmd"},
+    "sie_fpn": {"neck": "sie_fpn"},
+    "asff": {"neck": "asff"},
+}  # -> builder kwargs
 
 
 def _new_submodules(model, mode):
@@ -259,8 +278,13 @@ def _new_submodules(model, mode):
 @pytest.mark.parametrize("mode", sorted(MODES))
 def test_mode_trains_and_evaluates(mode):
     torch.manual_seed(3)
-    model = build_retinanet("resnet18", num_classes=3, score_thresh=0.0, detections_per_img=10, **MODES[mode], **SMALL)
-    before = {name: [p.detach().clone() for p in part.parameters()] for name, part in _new_submodules(model, mode).items()}
+    model = build_retinanet(
+        "resnet18", num_classes=3, score_thresh=0.0, detections_per_img=10, **MODES[mode], **SMALL
+    )
+    before = {
+        name: [p.detach().clone() for p in part.parameters()]
+        for name, part in _new_submodules(model, mode).items()
+    }
     opt = torch.optim.SGD(model.parameters(), lr=0.005, momentum=0.9)
     images, targets = _images_and_targets(n=1)
     model.train()
@@ -294,9 +318,13 @@ def test_baseline_checkpoint_loads_with_only_new_keys_missing(mode):
     base = build_retinanet("resnet18", num_classes=3, **SMALL)
     model = build_retinanet("resnet18", num_classes=3, **MODES[mode], **SMALL)
     base_sd, model_sd = base.state_dict(), model.state_dict()
-    assert {k: v.shape for k, v in model_sd.items() if k in base_sd} == {k: v.shape for k, v in base_sd.items()}
+    assert {k: v.shape for k, v in model_sd.items() if k in base_sd} == {
+        k: v.shape for k, v in base_sd.items()
+    }
     new_keys = set(model_sd) - set(base_sd)
-    prefix = {"glmd": "backbone.block.", "sie_fpn": "backbone.fpn.", "asff": "backbone.fpn.asff."}[mode]
+    prefix = {"glmd": "backbone.block.", "sie_fpn": "backbone.fpn.", "asff": "backbone.fpn.asff."}[
+        mode
+    ]
     assert new_keys and all(k.startswith(prefix) for k in new_keys)
     result = model.load_state_dict(base_sd, strict=False)
     assert set(result.missing_keys) == new_keys and result.unexpected_keys == []
@@ -320,14 +348,18 @@ def test_neck_receives_the_fpn_weights_at_build():
 
 def test_block_and_neck_combine():
     torch.manual_seed(7)
-    model = build_retinanet("resnet18", block="lgf", neck="asff", neck_kwargs={"compress": 8}, num_classes=3, **SMALL)
+    model = build_retinanet(
+        "resnet18", block="lgf", neck="asff", neck_kwargs={"compress": 8}, num_classes=3, **SMALL
+    )
     assert isinstance(model.backbone, BackboneWithBlock) and isinstance(model.backbone.fpn, ASFFPN)
     assert model.backbone.fpn.asff.fusions[0].compress[0][0].out_channels == 8
     model.eval()
     with torch.no_grad():
         feats = model.backbone(torch.randn(1, 3, 64, 64))
     assert list(feats) == ["0", "1", "2", "p6", "p7"]
-    model = build_retinanet("resnet18", block="glmd", insert_level="C4", block_kwargs={"reduction": 8}, num_classes=3)
+    model = build_retinanet(
+        "resnet18", block="glmd", insert_level="C4", block_kwargs={"reduction": 8}, num_classes=3
+    )
     assert isinstance(model.backbone.block, GLMD) and model.backbone.block.width == 256 // 8
 
 
@@ -341,7 +373,9 @@ def test_builder_errors_for_unknown_names():
     with pytest.raises(ValueError, match="applies to block='lgf' only"):
         build_retinanet("resnet18", block="glmd", gate="sum")
     assert NECKS == ("fpn", "sie_fpn", "asff")
-    assert make_neck(None, R18_CHANNELS, 256) is None and make_neck("FPN", R18_CHANNELS, 256) is None
+    assert (
+        make_neck(None, R18_CHANNELS, 256) is None and make_neck("FPN", R18_CHANNELS, 256) is None
+    )
 
 
 # ---- complexity ----------------------------------------------------------------------------------
@@ -352,7 +386,9 @@ def test_glmd_block_complexity_counts_every_conv_and_matmul():
     d, P = 16, H * W
     params, flops = block_complexity("glmd", C, H, W)
     assert params == _glmd_params(C, d)
-    local = 2 * 9 * C * P + 2 * 2 * C * (C // 16) + 2 * C * d * P + 2 * 2 * 49 * P + 2 * (C + d) * d * P
+    local = (
+        2 * 9 * C * P + 2 * 2 * C * (C // 16) + 2 * C * d * P + 2 * 2 * 49 * P + 2 * (C + d) * d * P
+    )
     # per axial pass: qkv and output projections, q k^T and weights @ v over the row (W) / column (H)
     axial = 2 * (3 * d * d + d * d) * P * 2 + 2 * 2 * P * W * d + 2 * 2 * P * H * d
     glob = 2 * C * d * P + axial
@@ -372,7 +408,9 @@ def test_model_complexity_parts():
         assert rep["parts"]["body"] == reports["base"]["parts"]["body"]
         assert rep["parts"]["head"] == reports["base"]["parts"]["head"]
     assert set(reports["glmd"]["parts"]) == {"body", "block", "fpn", "head"}
-    assert reports["glmd"]["parts"]["block"] == dict(zip(("params", "flops"), block_complexity("glmd", 128, 8, 8)))
+    assert reports["glmd"]["parts"]["block"] == dict(
+        zip(("params", "flops"), block_complexity("glmd", 128, 8, 8))
+    )
     for mode in ("sie_fpn", "asff"):
         assert set(reports[mode]["parts"]) == {"body", "fpn", "head"}
         assert reports[mode]["parts"]["fpn"]["flops"] > reports["base"]["parts"]["fpn"]["flops"]
@@ -418,7 +456,9 @@ def test_feature_enhancement_loss_matches_hand_computation_and_has_gradients():
     torch.testing.assert_close(w4.grad, lam4 * w4 / w4.norm(), rtol=1e-5, atol=1e-7)
     for conv in (net.layer2[0], net.layer2[2]):
         w = conv.weight
-        torch.testing.assert_close(w.grad, -lam2 * 2 * (w - w.mean()) / (w.numel() - 1), rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(
+            w.grad, -lam2 * 2 * (w - w.mean()) / (w.numel() - 1), rtol=1e-5, atol=1e-7
+        )
         assert w.grad.abs().sum() > 0
     assert net.stem.weight.grad is None and net.layer2[0].bias.grad is None
 

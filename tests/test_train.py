@@ -1,5 +1,6 @@
 """The trainer end to end: real data smoke run + evaluation, resume equivalence, non-finite loss,
 mode mapping and command-line errors. Small everywhere: resnet18, 64-128 px, a few steps."""
+
 import json
 import os
 
@@ -11,12 +12,38 @@ from lgf.engine import MODES, NonFiniteLossError, build_model, model_kwargs
 from lgf.evaluation import STAT_NAMES, evaluate_checkpoint
 from lgf.trainer import main, parse_args, run
 
-TINY = ["--backbone", "resnet18", "--batch-size", "2", "--workers", "0", "--no-progress", "--threads", "2"]
+TINY = [
+    "--backbone",
+    "resnet18",
+    "--batch-size",
+    "2",
+    "--workers",
+    "0",
+    "--no-progress",
+    "--threads",
+    "2",
+]
 
 
 def _synthetic(tmp, out, *extra):
-    return ["--output-dir", str(out), "--synthetic-dir", str(tmp / "syn"), "--synthetic-train", "8",
-            "--synthetic-val", "4", "--synthetic-size", "64", "--img-size", "64"] + TINY + list(extra)
+    return (
+        [
+            "--output-dir",
+            str(out),
+            "--synthetic-dir",
+            str(tmp / "syn"),
+            "--synthetic-train",
+            "8",
+            "--synthetic-val",
+            "4",
+            "--synthetic-size",
+            "64",
+            "--img-size",
+            "64",
+        ]
+        + TINY
+        + list(extra)
+    )
 
 
 def _params(ckpt, key="model"):
@@ -27,12 +54,38 @@ def _params(ckpt, key="model"):
 def test_aerial_cars_train_eval_and_evaluate_checkpoint(aerial_cars_kit, tmp_path, capsys):
     d = aerial_cars_kit
     out = tmp_path / "run"
-    summary = run(parse_args([
-        "--train-img", os.path.join(d, "images"), "--train-ann", os.path.join(d, "train.json"),
-        "--val-img", os.path.join(d, "images"), "--val-ann", os.path.join(d, "val.json"),
-        "--output-dir", str(out), "--mode", "lgf", "--img-size", "128", "--epochs", "1",
-        "--max-iters", "2", "--max-images", "4", "--max-val-images", "4", "--ema",
-        "--score-thresh", "0"] + TINY))
+    summary = run(
+        parse_args(
+            [
+                "--train-img",
+                os.path.join(d, "images"),
+                "--train-ann",
+                os.path.join(d, "train.json"),
+                "--val-img",
+                os.path.join(d, "images"),
+                "--val-ann",
+                os.path.join(d, "val.json"),
+                "--output-dir",
+                str(out),
+                "--mode",
+                "lgf",
+                "--img-size",
+                "128",
+                "--epochs",
+                "1",
+                "--max-iters",
+                "2",
+                "--max-images",
+                "4",
+                "--max-val-images",
+                "4",
+                "--ema",
+                "--score-thresh",
+                "0",
+            ]
+            + TINY
+        )
+    )
     m = summary["metrics"]
     assert set(STAT_NAMES) <= set(m)
     assert set(m["per_class_AP"]) == {"car", "bus", "minibus"}
@@ -41,24 +94,54 @@ def test_aerial_cars_train_eval_and_evaluate_checkpoint(aerial_cars_kit, tmp_pat
     ckpt = load_checkpoint(str(out / "best.pt"))
     assert ckpt["args"]["num_classes"] == 4  # categories 1, 3, 4 -> labels 1..3 (+ label 0)
     assert ckpt["label_to_cat_id"] == [0, 1, 3, 4]
-    for name in ("last.pt", "best.pt", "log.jsonl", "metrics.csv", "training_curves.png", "summary.json"):
+    for name in (
+        "last.pt",
+        "best.pt",
+        "log.jsonl",
+        "metrics.csv",
+        "training_curves.png",
+        "summary.json",
+    ):
         assert (out / name).is_file(), name
     evals = sorted(os.listdir(out / "eval"))
     assert evals == ["epoch_001.json"]
     with open(out / "eval" / evals[0]) as f:
         assert json.load(f)["AP"] == m["AP"]
     # the same weights scored by evaluate_checkpoint give the same numbers
-    again = evaluate_checkpoint(str(out / "best.pt"), os.path.join(d, "images"),
-                                os.path.join(d, "val.json"), use_ema=True, batch_size=2, max_images=4)
+    again = evaluate_checkpoint(
+        str(out / "best.pt"),
+        os.path.join(d, "images"),
+        os.path.join(d, "val.json"),
+        use_ema=True,
+        batch_size=2,
+        max_images=4,
+    )
     for k in STAT_NAMES + ("num_detections",):
         assert again[k] == pytest.approx(m[k]), k
     # and so does the command line, which also writes JSON
     from lgf.evaluation import main as eval_main
 
     js = tmp_path / "metrics.json"
-    assert eval_main([str(out / "best.pt"), "--val-img", os.path.join(d, "images"), "--val-ann",
-                      os.path.join(d, "val.json"), "--max-images", "4", "--batch-size", "2",
-                      "--output-json", str(js), "--quiet", "--no-ema"]) == 0
+    assert (
+        eval_main(
+            [
+                str(out / "best.pt"),
+                "--val-img",
+                os.path.join(d, "images"),
+                "--val-ann",
+                os.path.join(d, "val.json"),
+                "--max-images",
+                "4",
+                "--batch-size",
+                "2",
+                "--output-json",
+                str(js),
+                "--quiet",
+                "--no-ema",
+            ]
+        )
+        == 0
+    )
     with open(js) as f:
         raw = json.load(f)
     assert raw["weights"] == "model" and set(STAT_NAMES) <= set(raw)
@@ -67,15 +150,30 @@ def test_aerial_cars_train_eval_and_evaluate_checkpoint(aerial_cars_kit, tmp_pat
 
 def test_resume_equals_uninterrupted(tmp_path):
     """2 epochs in one go == 1 epoch, resume, stop mid-epoch 2, resume to the end (default data)."""
-    common = ["--epochs", "2", "--iters-per-epoch", "2", "--ema", "--ema-ramp", "2", "--warmup-iters", "3",
-              "--lr", "1e-3", "--eval-every", "2"]
+    common = [
+        "--epochs",
+        "2",
+        "--iters-per-epoch",
+        "2",
+        "--ema",
+        "--ema-ramp",
+        "2",
+        "--warmup-iters",
+        "3",
+        "--lr",
+        "1e-3",
+        "--eval-every",
+        "2",
+    ]
     run(parse_args(_synthetic(tmp_path, tmp_path / "a", *common)))
     b_args = _synthetic(tmp_path, tmp_path / "b", *common)
     last = str(tmp_path / "b" / "last.pt")
     run(parse_args(b_args + ["--max-iters", "2"]))  # stops after epoch 1
     one_epoch = load_checkpoint(last)
     assert (one_epoch["epoch"], one_epoch["iter_in_epoch"], one_epoch["step"]) == (1, 0, 2)
-    run(parse_args(b_args + ["--resume", last, "--max-iters", "3"]))  # stops in the middle of epoch 2
+    run(
+        parse_args(b_args + ["--resume", last, "--max-iters", "3"])
+    )  # stops in the middle of epoch 2
     mid = load_checkpoint(last)
     assert (mid["epoch"], mid["iter_in_epoch"], mid["step"]) == (1, 1, 3)
     run(parse_args(b_args + ["--resume", "auto"]))
@@ -123,13 +221,54 @@ def test_non_finite_loss_stops_and_keeps_checkpoint(tmp_path, monkeypatch, capsy
 
 def test_options_smoke_accum_clip_step_schedule_bf16(tmp_path):
     out = tmp_path / "run"
-    summary = run(parse_args([
-        "--output-dir", str(out), "--synthetic-dir", str(tmp_path / "syn"), "--synthetic-train", "4",
-        "--synthetic-val", "2", "--synthetic-size", "96", "--img-size", "96", "--mode", "baseline",
-        "--epochs", "1", "--accum-steps", "2", "--batch-size", "1", "--clip-grad", "5",
-        "--lr-schedule", "step", "--lr-steps", "1", "--amp", "bf16", "--ema", "--opt", "adamw",
-        "--lr", "1e-4", "--iters-per-epoch", "1", "--save-every-iters", "1", "--backbone", "resnet18",
-        "--workers", "1", "--no-progress"]))
+    summary = run(
+        parse_args(
+            [
+                "--output-dir",
+                str(out),
+                "--synthetic-dir",
+                str(tmp_path / "syn"),
+                "--synthetic-train",
+                "4",
+                "--synthetic-val",
+                "2",
+                "--synthetic-size",
+                "96",
+                "--img-size",
+                "96",
+                "--mode",
+                "baseline",
+                "--epochs",
+                "1",
+                "--accum-steps",
+                "2",
+                "--batch-size",
+                "1",
+                "--clip-grad",
+                "5",
+                "--lr-schedule",
+                "step",
+                "--lr-steps",
+                "1",
+                "--amp",
+                "bf16",
+                "--ema",
+                "--opt",
+                "adamw",
+                "--lr",
+                "1e-4",
+                "--iters-per-epoch",
+                "1",
+                "--save-every-iters",
+                "1",
+                "--backbone",
+                "resnet18",
+                "--workers",
+                "1",
+                "--no-progress",
+            ]
+        )
+    )
     assert summary["step"] == 1 and summary["metrics"] is not None
     ckpt = load_checkpoint(str(out / "last.pt"))
     assert ckpt["args"]["amp"] == "bf16" and ckpt["ema"]["updates"] == 1
@@ -140,9 +279,17 @@ def test_mode_mapping_builds_every_block():
     assert list(MODES) == ["baseline", "lgf", "lgf_paper", "se", "cbam", "glmd", "sie_fpn", "asff"]
     base = {"backbone": "resnet18", "num_classes": 3, "img_size": 96, "insert_level": "C3"}
     kw = model_kwargs(dict(base, mode="lgf", gate="softmax"))
-    assert kw["block"] == "lgf" and kw["gate"] == "softmax" and kw["min_size"] == kw["max_size"] == 96
+    assert (
+        kw["block"] == "lgf" and kw["gate"] == "softmax" and kw["min_size"] == kw["max_size"] == 96
+    )
     names = {}
-    for mode in ("baseline", "lgf", "lgf_paper", "se", "cbam"):  # the peer modes: tests/test_peers.py
+    for mode in (
+        "baseline",
+        "lgf",
+        "lgf_paper",
+        "se",
+        "cbam",
+    ):  # the peer modes: tests/test_peers.py
         model = build_model(dict(base, mode=mode))
         blk = getattr(model.backbone, "block", None)
         names[mode] = type(blk).__name__ if blk is not None else None
@@ -165,8 +312,16 @@ def test_cli_errors_name_the_input(tmp_path, capsys):
         main(["--train-img", str(tmp_path), "--output-dir", str(tmp_path / "o")])
     assert "--train-img and --train-ann must be given together" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["--train-img", str(tmp_path), "--train-ann", str(tmp_path / "x.json"),
-              "--output-dir", str(tmp_path / "o")])
+        main(
+            [
+                "--train-img",
+                str(tmp_path),
+                "--train-ann",
+                str(tmp_path / "x.json"),
+                "--output-dir",
+                str(tmp_path / "o"),
+            ]
+        )
     assert "x.json" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(_synthetic(tmp_path, tmp_path / "o", "--resume", str(tmp_path / "gone.pt")))
@@ -177,7 +332,9 @@ def test_resume_refuses_another_model(tmp_path, capsys):
     out = tmp_path / "run"
     args = _synthetic(tmp_path, out, "--epochs", "1", "--max-iters", "1", "--eval-every", "0")
     run(parse_args(args + ["--mode", "baseline"]))
-    with pytest.raises(ValueError, match="trained with --mode baseline but this run has --mode lgf"):
+    with pytest.raises(
+        ValueError, match="trained with --mode baseline but this run has --mode lgf"
+    ):
         run(parse_args(args + ["--mode", "lgf", "--resume", "auto"]))
 
 
@@ -185,8 +342,22 @@ def test_resume_refuses_another_model(tmp_path, capsys):
 def test_peer_modes_train_and_evaluate(tmp_path, mode):
     """Each comparison design trains a few iterations with a finite loss and evaluates."""
     out = tmp_path / mode
-    summary = run(parse_args(_synthetic(tmp_path, out, "--mode", mode, "--epochs", "1", "--max-iters", "2",
-                                        "--score-thresh", "0")))
+    summary = run(
+        parse_args(
+            _synthetic(
+                tmp_path,
+                out,
+                "--mode",
+                mode,
+                "--epochs",
+                "1",
+                "--max-iters",
+                "2",
+                "--score-thresh",
+                "0",
+            )
+        )
+    )
     assert summary["step"] == 2
     assert set(STAT_NAMES) <= set(summary["metrics"])
     with open(out / "log.jsonl") as f:
@@ -196,8 +367,25 @@ def test_peer_modes_train_and_evaluate(tmp_path, mode):
 
 def test_feature_enhancement_regulariser_enters_the_loss(tmp_path):
     out = tmp_path / "fe"
-    run(parse_args(_synthetic(tmp_path, out, "--mode", "baseline", "--epochs", "1", "--max-iters", "2",
-                              "--feature-enhancement", "--fe-lambda4", "1e-5", "--fe-lambda2", "1.0")))
+    run(
+        parse_args(
+            _synthetic(
+                tmp_path,
+                out,
+                "--mode",
+                "baseline",
+                "--epochs",
+                "1",
+                "--max-iters",
+                "2",
+                "--feature-enhancement",
+                "--fe-lambda4",
+                "1e-5",
+                "--fe-lambda2",
+                "1.0",
+            )
+        )
+    )
     with open(out / "log.jsonl") as f:
         rows = [json.loads(line) for line in f]
     fe = [r["loss_feature_enhancement"] for r in rows if "loss_feature_enhancement" in r]

@@ -4,17 +4,21 @@ Without a GPU the kernels run through Triton's CPU interpreter (TRITON_INTERPRET
 conftest.py before triton is imported). The interpreter is slow, so shapes are tiny; tile sizes are
 forced small in some tests so that several programs, tails and partial-sum rows are exercised.
 """
+
 import pytest
 import torch
 
 triton_op = pytest.importorskip("lgf_ops.triton_op", reason="triton is not importable")
-from lgf_ops import triton_kernels as K  # noqa: E402
 import lgf_ops  # noqa: E402
+from lgf_ops import triton_kernels as K  # noqa: E402
 from lgf_ops.reference import lgf_fused_reference  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 if DEVICE == "cpu" and not K._interpreting():
-    pytest.skip("no GPU and TRITON_INTERPRET is not set: the Triton kernels cannot run", allow_module_level=True)
+    pytest.skip(
+        "no GPU and TRITON_INTERPRET is not set: the Triton kernels cannot run",
+        allow_module_level=True,
+    )
 
 GRAD_NAMES = ("x", "weight", "bias", "g", "gate", "gamma")
 # Bound on max|err| relative to (1 + max|expected|), per input dtype.
@@ -63,7 +67,9 @@ def run_triton(inputs, dy, fn=None):
 
 
 def assert_close(actual, expected, tol, what):
-    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    assert actual.shape == expected.shape, (
+        f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    )
     err = (actual.double() - expected.double()).abs().max().item() if actual.numel() else 0.0
     bound = tol * (1.0 + (expected.abs().max().item() if expected.numel() else 0.0))
     assert err <= bound, f"{what}: max abs error {err:.3e} > {bound:.3e}"
@@ -72,7 +78,11 @@ def assert_close(actual, expected, tol, what):
 def check_parity(inputs, dy=None, fn=None):
     x = inputs[0]
     if dy is None:
-        dy = torch.randn(x.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64).to(x.dtype).to(DEVICE)
+        dy = (
+            torch.randn(x.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+            .to(x.dtype)
+            .to(DEVICE)
+        )
     y, grads = run_triton(inputs, dy, fn)
     y_ref, grads_ref = reference_fp64(inputs, dy)
     tol = TOL[x.dtype]
@@ -155,12 +165,16 @@ def test_stride0_upstream_gradient():
 def test_gradcheck_fp64():
     """Full gradcheck (every Jacobian entry) in fp64: the interpreter and Triton support fp64."""
     inputs = leaves(make_inputs(1, 2, 3, 3, dtype=torch.float64, seed=4))
-    assert torch.autograd.gradcheck(triton_op.lgf_fused_triton, inputs, eps=1e-6, atol=1e-8, rtol=1e-6)
+    assert torch.autograd.gradcheck(
+        triton_op.lgf_fused_triton, inputs, eps=1e-6, atol=1e-8, rtol=1e-6
+    )
 
 
 def test_gradcheck_fp64_channels_last_fast_mode():
     inputs = leaves(make_inputs(2, 3, 3, 3, dtype=torch.float64, channels_last=True, seed=5))
-    assert torch.autograd.gradcheck(triton_op.lgf_fused_triton, inputs, eps=1e-6, atol=1e-8, rtol=1e-6, fast_mode=True)
+    assert torch.autograd.gradcheck(
+        triton_op.lgf_fused_triton, inputs, eps=1e-6, atol=1e-8, rtol=1e-6, fast_mode=True
+    )
 
 
 def test_backward_bitwise_deterministic():
@@ -212,7 +226,9 @@ def test_opcheck(channels_last):
     inputs = leaves(make_inputs(1, 3, 4, 4, channels_last=channels_last, seed=9))
     torch.library.opcheck(torch.ops.lgf_triton.fused_forward.default, tuple(inputs))
     dy = torch.randn(inputs[0].shape, device=DEVICE)
-    torch.library.opcheck(torch.ops.lgf_triton.fused_backward.default, (dy, *[t.detach() for t in inputs]))
+    torch.library.opcheck(
+        torch.ops.lgf_triton.fused_backward.default, (dy, *[t.detach() for t in inputs])
+    )
 
 
 _LOWERING_SCRIPT = r"""
@@ -244,7 +260,9 @@ lower(K._lgf_bwd_kernel, "bf16", "fp32", {"ACC": tl.float32, "BLOCK_C": 32, "BLO
 """
 
 
-@pytest.mark.skipif(DEVICE != "cpu", reason="on a GPU the other tests compile and run the real kernels")
+@pytest.mark.skipif(
+    DEVICE != "cpu", reason="on a GPU the other tests compile and run the real kernels"
+)
 def test_kernels_lower_to_gpu_code(tmp_path):
     """The interpreter does not run Triton's compiler; lower the kernels to sm_80 cubin (no GPU is
     needed for that) in a subprocess without TRITON_INTERPRET, so GPU-only compile errors show here."""
@@ -255,7 +273,13 @@ def test_kernels_lower_to_gpu_code(tmp_path):
     pytest.importorskip("triton.backends.nvidia", reason="Triton's NVIDIA backend is not installed")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["TRITON_CACHE_DIR"] = str(tmp_path)
-    proc = subprocess.run([sys.executable, "-c", _LOWERING_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", _LOWERING_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, f"lowering failed:\n{proc.stdout}\n{proc.stderr[-4000:]}"
     assert proc.stdout.count("lowered") == 3, proc.stdout
 

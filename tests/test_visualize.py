@@ -1,4 +1,5 @@
 """Tests of the detection / gate-map visualizer (lgf/visualize.py, `python -m train.visualize`)."""
+
 import json
 import os
 
@@ -13,12 +14,39 @@ from train import visualize as vis_cli
 
 
 def _train(out, mode):
-    args = parse_args(["--mode", mode, "--backbone", "resnet18", "--synthetic-dir", os.path.join(os.path.dirname(out), "data"),
-                       "--synthetic-train", "2", "--synthetic-val", "1", "--synthetic-size", "64", "--epochs", "1",
-                       "--batch-size", "2", "--max-iters", "1", "--eval-every", "0", "--workers", "0",
-                       "--no-progress", "--output-dir", out])
+    args = parse_args(
+        [
+            "--mode",
+            mode,
+            "--backbone",
+            "resnet18",
+            "--synthetic-dir",
+            os.path.join(os.path.dirname(out), "data"),
+            "--synthetic-train",
+            "2",
+            "--synthetic-val",
+            "1",
+            "--synthetic-size",
+            "64",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "2",
+            "--max-iters",
+            "1",
+            "--eval-every",
+            "0",
+            "--workers",
+            "0",
+            "--no-progress",
+            "--output-dir",
+            out,
+        ]
+    )
     run(args)
-    return os.path.join(out, "last.pt"), os.path.join(os.path.dirname(out), "data", "val", "val_00000.png")
+    return os.path.join(out, "last.pt"), os.path.join(
+        os.path.dirname(out), "data", "val", "val_00000.png"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +81,10 @@ def test_lgf_checkpoint_gives_image_sized_gate_maps(checkpoints):
         model([image])
         ref_l, _ = model.backbone.block.gate_maps(feats["x"])
     h.remove()
-    assert float(s_l.min()) >= float(ref_l.min()) - 1e-6 and float(s_l.max()) <= float(ref_l.max()) + 1e-6
+    assert (
+        float(s_l.min()) >= float(ref_l.min()) - 1e-6
+        and float(s_l.max()) <= float(ref_l.max()) + 1e-6
+    )
 
 
 def test_baseline_has_no_gate_maps(checkpoints):
@@ -64,25 +95,86 @@ def test_baseline_has_no_gate_maps(checkpoints):
 
 def test_cli_writes_pngs_for_lgf_and_baseline(checkpoints, tmp_path):
     out_lgf, out_base = tmp_path / "lgf", tmp_path / "base"
-    assert vis_cli.main(["--checkpoint", checkpoints["lgf"], "--images", checkpoints["image"], checkpoints["image"],
-                         "--out", str(out_lgf), "--score-thresh", "0"]) == 0
-    assert vis_cli.main(["--checkpoint", checkpoints["baseline"], "--images", checkpoints["image"],
-                         "--out", str(out_base), "--score-thresh", "0", "--layout", "row"]) == 0
-    assert sorted(os.listdir(out_lgf)) == ["val_00000.json", "val_00000.png", "val_00000_2.json", "val_00000_2.png"]
+    assert (
+        vis_cli.main(
+            [
+                "--checkpoint",
+                checkpoints["lgf"],
+                "--images",
+                checkpoints["image"],
+                checkpoints["image"],
+                "--out",
+                str(out_lgf),
+                "--score-thresh",
+                "0",
+            ]
+        )
+        == 0
+    )
+    assert (
+        vis_cli.main(
+            [
+                "--checkpoint",
+                checkpoints["baseline"],
+                "--images",
+                checkpoints["image"],
+                "--out",
+                str(out_base),
+                "--score-thresh",
+                "0",
+                "--layout",
+                "row",
+            ]
+        )
+        == 0
+    )
+    assert sorted(os.listdir(out_lgf)) == [
+        "val_00000.json",
+        "val_00000.png",
+        "val_00000_2.json",
+        "val_00000_2.png",
+    ]
     w_lgf, _ = _png_size(out_lgf / "val_00000.png")
     w_base, _ = _png_size(out_base / "val_00000.png")
     assert w_lgf > 2 * w_base  # three panels side by side against one
     det = json.load(open(out_lgf / "val_00000.json"))
-    assert det["gate_maps"] is True and json.load(open(out_base / "val_00000.json"))["gate_maps"] is False
+    assert (
+        det["gate_maps"] is True
+        and json.load(open(out_base / "val_00000.json"))["gate_maps"] is False
+    )
     assert det["detections"], "score threshold 0 must keep the model's detections"
-    assert all(d["score"] >= 0 and d["class"] in ("disc", "square", "triangle") and len(d["box_xyxy"]) == 4
-               for d in det["detections"])
+    assert all(
+        d["score"] >= 0 and d["class"] in ("disc", "square", "triangle") and len(d["box_xyxy"]) == 4
+        for d in det["detections"]
+    )
 
 
 def test_cli_bad_input(checkpoints, tmp_path, capsys):
-    assert vis_cli.main(["--checkpoint", str(tmp_path / "no.pt"), "--images", checkpoints["image"],
-                         "--out", str(tmp_path)]) == 2
+    assert (
+        vis_cli.main(
+            [
+                "--checkpoint",
+                str(tmp_path / "no.pt"),
+                "--images",
+                checkpoints["image"],
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     assert "checkpoint not found" in capsys.readouterr().err
-    assert vis_cli.main(["--checkpoint", checkpoints["lgf"], "--images", str(tmp_path / "no.png"),
-                         "--out", str(tmp_path)]) == 2
+    assert (
+        vis_cli.main(
+            [
+                "--checkpoint",
+                checkpoints["lgf"],
+                "--images",
+                str(tmp_path / "no.png"),
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     assert "--images" in capsys.readouterr().err

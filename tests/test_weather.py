@@ -1,4 +1,5 @@
 """Tests of the weather corruptions (lgf/weather.py) and `python -m train.weather`."""
+
 import hashlib
 import json
 import os
@@ -9,8 +10,18 @@ import torch
 from PIL import Image
 
 from lgf.data import generate_synthetic_coco
-from lgf.weather import (CONDITIONS, apply_weather, fog, image_seed, make_weather_set, night,
-                         parse_conditions, rain, snow, to_uint8_hwc)
+from lgf.weather import (
+    CONDITIONS,
+    apply_weather,
+    fog,
+    image_seed,
+    make_weather_set,
+    night,
+    parse_conditions,
+    rain,
+    snow,
+    to_uint8_hwc,
+)
 from train import weather as weather_cli
 
 
@@ -55,14 +66,23 @@ def test_same_seed_same_output_other_seed_differs(condition):
 
 
 def test_uint8_input_matches_float_input():
-    u8 = (torch.rand(3, 20, 30, generator=torch.Generator().manual_seed(3)) * 255).round().to(torch.uint8)
-    assert torch.equal(apply_weather(u8, "snow", 2, seed=0), apply_weather(u8.float() / 255, "snow", 2, seed=0))
+    u8 = (
+        (torch.rand(3, 20, 30, generator=torch.Generator().manual_seed(3)) * 255)
+        .round()
+        .to(torch.uint8)
+    )
+    assert torch.equal(
+        apply_weather(u8, "snow", 2, seed=0), apply_weather(u8.float() / 255, "snow", 2, seed=0)
+    )
 
 
 @pytest.mark.parametrize("transform", [fog, night])
 def test_severity_strengthens_the_effect(transform):
     img = _image(64, 64, seed=5)
-    diffs = [float((transform(img, s, torch.Generator().manual_seed(0)) - img).abs().mean()) for s in range(1, 6)]
+    diffs = [
+        float((transform(img, s, torch.Generator().manual_seed(0)) - img).abs().mean())
+        for s in range(1, 6)
+    ]
     assert all(a < b for a, b in zip(diffs, diffs[1:])), diffs
 
 
@@ -100,8 +120,12 @@ def test_bad_inputs_raise_clear_errors():
 def test_image_seed_depends_on_every_part():
     base = image_seed(0, "fog", 3, 10)
     assert base == image_seed(0, "fog", 3, 10)
-    others = {image_seed(1, "fog", 3, 10), image_seed(0, "rain", 3, 10), image_seed(0, "fog", 4, 10),
-              image_seed(0, "fog", 3, 11)}
+    others = {
+        image_seed(1, "fog", 3, 10),
+        image_seed(0, "rain", 3, 10),
+        image_seed(0, "fog", 4, 10),
+        image_seed(0, "fog", 3, 11),
+    }
     assert base not in others and len(others) == 4
 
 
@@ -124,12 +148,16 @@ def test_weather_set_is_deterministic_and_keeps_boxes(tiny_set, tmp_path):
         with Image.open(os.path.join(a["img_dir"], im["file_name"])) as pil:
             assert pil.size == (im["width"], im["height"])
         with Image.open(os.path.join(src_img, im["file_name"])) as orig:
-            assert not np.array_equal(np.asarray(orig.convert("RGB")),
-                                      np.asarray(Image.open(os.path.join(a["img_dir"], im["file_name"])).convert("RGB")))
+            assert not np.array_equal(
+                np.asarray(orig.convert("RGB")),
+                np.asarray(Image.open(os.path.join(a["img_dir"], im["file_name"])).convert("RGB")),
+            )
 
 
 def test_weather_set_reuses_a_complete_copy(tiny_set, tmp_path):
-    paths = make_weather_set(tiny_set["val_img"], tiny_set["val_ann"], str(tmp_path), "fog", 2, seed=0)
+    paths = make_weather_set(
+        tiny_set["val_img"], tiny_set["val_ann"], str(tmp_path), "fog", 2, seed=0
+    )
     first = os.path.join(paths["img_dir"], sorted(os.listdir(paths["img_dir"]))[0])
     mtime = os.stat(first).st_mtime_ns
     make_weather_set(tiny_set["val_img"], tiny_set["val_ann"], str(tmp_path), "fog", 2, seed=0)
@@ -139,11 +167,16 @@ def test_weather_set_reuses_a_complete_copy(tiny_set, tmp_path):
 
 
 def test_pixels_match_the_transform(tiny_set, tmp_path):
-    paths = make_weather_set(tiny_set["val_img"], tiny_set["val_ann"], str(tmp_path), "night", 5, seed=2,
-                             max_images=1)
+    paths = make_weather_set(
+        tiny_set["val_img"], tiny_set["val_ann"], str(tmp_path), "night", 5, seed=2, max_images=1
+    )
     with open(paths["ann_file"]) as f:
         im = json.load(f)["images"][0]
-    src = torch.from_numpy(np.asarray(Image.open(os.path.join(tiny_set["val_img"], im["file_name"])).convert("RGB")).copy())
+    src = torch.from_numpy(
+        np.asarray(
+            Image.open(os.path.join(tiny_set["val_img"], im["file_name"])).convert("RGB")
+        ).copy()
+    )
     gen = torch.Generator().manual_seed(image_seed(2, "night", 5, im["id"]))
     expected = to_uint8_hwc(apply_weather(src.permute(2, 0, 1), "night", 5, generator=gen))
     written = np.asarray(Image.open(os.path.join(paths["img_dir"], im["file_name"])).convert("RGB"))
@@ -152,30 +185,69 @@ def test_pixels_match_the_transform(tiny_set, tmp_path):
 
 def test_cli_writes_one_copy_per_condition(tiny_set, tmp_path, capsys):
     out = tmp_path / "wx"
-    code = weather_cli.main(["--src-img", tiny_set["val_img"], "--src-ann", tiny_set["val_ann"], "--out", str(out),
-                             "--conditions", "fog,snow", "--severity", "1", "--seed", "3"])
+    code = weather_cli.main(
+        [
+            "--src-img",
+            tiny_set["val_img"],
+            "--src-ann",
+            tiny_set["val_ann"],
+            "--out",
+            str(out),
+            "--conditions",
+            "fog,snow",
+            "--severity",
+            "1",
+            "--seed",
+            "3",
+        ]
+    )
     assert code == 0
     assert sorted(os.listdir(out)) == ["fog-s1", "snow-s1"]
     for d in ("fog-s1", "snow-s1"):
         assert len(os.listdir(out / d / "images")) == 3
         assert json.load(open(out / d / "weather.json"))["seed"] == 3
-    assert weather_cli.main(["--src-img", str(tmp_path / "nope"), "--src-ann", tiny_set["val_ann"],
-                             "--out", str(out)]) == 2
+    assert (
+        weather_cli.main(
+            [
+                "--src-img",
+                str(tmp_path / "nope"),
+                "--src-ann",
+                tiny_set["val_ann"],
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     assert "--src-img" in capsys.readouterr().err
 
 
 def test_cli_montage(tiny_set, tmp_path):
     path = tmp_path / "m.png"
-    assert weather_cli.main(["--src-img", tiny_set["val_img"], "--src-ann", tiny_set["val_ann"],
-                             "--montage", str(path), "--montage-width", "64"]) == 0
+    assert (
+        weather_cli.main(
+            [
+                "--src-img",
+                tiny_set["val_img"],
+                "--src-ann",
+                tiny_set["val_ann"],
+                "--montage",
+                str(path),
+                "--montage-width",
+                "64",
+            ]
+        )
+        == 0
+    )
     with Image.open(path) as im:
         assert im.width == 64 and im.height > 5 * 40
 
 
 def test_real_image_keeps_boxes(aerial_cars_kit, tmp_path):
     ann = os.path.join(aerial_cars_kit, "val.json")
-    paths = make_weather_set(os.path.join(aerial_cars_kit, "images"), ann, str(tmp_path), "snow", 3, seed=0,
-                             max_images=1)
+    paths = make_weather_set(
+        os.path.join(aerial_cars_kit, "images"), ann, str(tmp_path), "snow", 3, seed=0, max_images=1
+    )
     with open(ann) as f:
         src = json.load(f)
     with open(paths["ann_file"]) as f:

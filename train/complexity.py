@@ -7,6 +7,7 @@
 Prints a Markdown table (one row per trainer mode, plus "lgf (reference)": the LGF model with the
 plain-PyTorch backend of the op); see lgf.complexity for what is measured.
 """
+
 import argparse
 import json
 import os
@@ -20,19 +21,36 @@ from lgf.options import BACKBONES
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="python -m train.complexity", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--modes", default=",".join(complexity_modes()), help="comma-separated trainer modes")
+    p = argparse.ArgumentParser(
+        prog="python -m train.complexity",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--modes", default=",".join(complexity_modes()), help="comma-separated trainer modes"
+    )
     p.add_argument("--backbone", choices=BACKBONES, default="resnet50")
     p.add_argument("--img-size", type=int, default=640, help="square input side (px)")
-    p.add_argument("--num-classes", type=int, default=4,
-                   help="classes incl. background (4 = aerial-cars-kit's 3 categories + 1)")
+    p.add_argument(
+        "--num-classes",
+        type=int,
+        default=4,
+        help="classes incl. background (4 = aerial-cars-kit's 3 categories + 1)",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls per model")
-    p.add_argument("--repeats", type=int, default=10, help="timed calls per model (median reported)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = PyTorch's default)")
-    p.add_argument("--no-reference", action="store_true", help="leave out the 'lgf (reference)' row")
-    p.add_argument("--json", default=None, help="also write the report (rows + settings) to this JSON file")
+    p.add_argument(
+        "--repeats", type=int, default=10, help="timed calls per model (median reported)"
+    )
+    p.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (0 = PyTorch's default)"
+    )
+    p.add_argument(
+        "--no-reference", action="store_true", help="leave out the 'lgf (reference)' row"
+    )
+    p.add_argument(
+        "--json", default=None, help="also write the report (rows + settings) to this JSON file"
+    )
     return p
 
 
@@ -49,10 +67,17 @@ def main(argv=None):
         if args.threads:
             torch.set_num_threads(args.threads)
         device = resolve_device(args.device)
-        report = complexity_report(modes, args.backbone, args.img_size, args.num_classes, device,
-                                   warmup=args.warmup, repeats=args.repeats,
-                                   lgf_reference=not args.no_reference,
-                                   progress=lambda msg: print(f"[complexity] {msg}", file=sys.stderr, flush=True))
+        report = complexity_report(
+            modes,
+            args.backbone,
+            args.img_size,
+            args.num_classes,
+            device,
+            warmup=args.warmup,
+            repeats=args.repeats,
+            lgf_reference=not args.no_reference,
+            progress=lambda msg: print(f"[complexity] {msg}", file=sys.stderr, flush=True),
+        )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2

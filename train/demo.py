@@ -8,6 +8,7 @@ set and evaluated with pycocotools; prints a side-by-side table.
 Outputs in --output-dir (default runs/demo): data/ (the synthetic set), one training run per mode
 (checkpoints, logs, training_curves.png) and demo_results.json.
 """
+
 import argparse
 import os
 import sys
@@ -23,13 +24,18 @@ ROWS = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AR100", "AR_small")
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="python -m train.demo", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m train.demo",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--output-dir", default="runs/demo")
     p.add_argument("--modes", nargs="+", default=["baseline", "lgf"], choices=sorted(MODES))
     p.add_argument("--backbone", default="resnet18")
     p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--img-size", type=int, default=128, help="synthetic image side = model input size")
+    p.add_argument(
+        "--img-size", type=int, default=128, help="synthetic image side = model input size"
+    )
     p.add_argument("--num-train", type=int, default=160, help="synthetic training images")
     p.add_argument("--num-val", type=int, default=40, help="synthetic validation images")
     p.add_argument("--batch-size", type=int, default=4)
@@ -43,13 +49,52 @@ def build_parser():
 
 def train_mode(mode, data, a):
     out = os.path.join(a.output_dir, mode)
-    argv = ["--train-img", data["train_img"], "--train-ann", data["train_ann"],
-            "--val-img", data["val_img"], "--val-ann", data["val_ann"], "--output-dir", out,
-            "--mode", mode, "--backbone", a.backbone, "--img-size", str(a.img_size),
-            "--anchor-sizes", "16", "32", "64", "128", "256",
-            "--epochs", str(a.epochs), "--batch-size", str(a.batch_size), "--opt", "adamw",
-            "--lr", str(a.lr), "--warmup-iters", "30", "--clip-grad", "10", "--eval-every", str(a.epochs),
-            "--seed", str(a.seed), "--workers", str(a.workers), "--device", a.device, "--log-every", "10"]
+    argv = [
+        "--train-img",
+        data["train_img"],
+        "--train-ann",
+        data["train_ann"],
+        "--val-img",
+        data["val_img"],
+        "--val-ann",
+        data["val_ann"],
+        "--output-dir",
+        out,
+        "--mode",
+        mode,
+        "--backbone",
+        a.backbone,
+        "--img-size",
+        str(a.img_size),
+        "--anchor-sizes",
+        "16",
+        "32",
+        "64",
+        "128",
+        "256",
+        "--epochs",
+        str(a.epochs),
+        "--batch-size",
+        str(a.batch_size),
+        "--opt",
+        "adamw",
+        "--lr",
+        str(a.lr),
+        "--warmup-iters",
+        "30",
+        "--clip-grad",
+        "10",
+        "--eval-every",
+        str(a.epochs),
+        "--seed",
+        str(a.seed),
+        "--workers",
+        str(a.workers),
+        "--device",
+        a.device,
+        "--log-every",
+        "10",
+    ]
     if not a.progress:
         argv.append("--no-progress")
     t0 = time.time()
@@ -69,7 +114,9 @@ def format_table(results):
     if len(modes) > 1:
         head += "".join(f"{'d(' + m + ')':>14}" for m in modes[1:])
     lines = [head, "-" * len(head)]
-    rows = list(ROWS) + [f"AP[{c}]" for c in results[base]["per_class_AP"]] + ["params_M", "train_s"]
+    rows = (
+        list(ROWS) + [f"AP[{c}]" for c in results[base]["per_class_AP"]] + ["params_M", "train_s"]
+    )
     for r in rows:
         if r.startswith("AP["):
             vals = [results[m]["per_class_AP"][r[3:-1]] for m in modes]
@@ -86,20 +133,32 @@ def format_table(results):
 def main(argv=None):
     a = build_parser().parse_args(argv)
     t0 = time.time()
-    data = generate_synthetic_coco(os.path.join(a.output_dir, "data"), num_train=a.num_train,
-                                   num_val=a.num_val, image_size=a.img_size, seed=a.seed)
+    data = generate_synthetic_coco(
+        os.path.join(a.output_dir, "data"),
+        num_train=a.num_train,
+        num_val=a.num_val,
+        image_size=a.img_size,
+        seed=a.seed,
+    )
     results = {}
     for mode in a.modes:
-        print(f"\n=== training {mode} ({a.backbone}, {a.img_size} px, {a.epochs} epochs) ===", flush=True)
+        print(
+            f"\n=== training {mode} ({a.backbone}, {a.img_size} px, {a.epochs} epochs) ===",
+            flush=True,
+        )
         results[mode] = train_mode(mode, data, a)
     wall = time.time() - t0
     table = format_table(results)
-    print(f"\nSynthetic small-object set: {a.num_train} train / {a.num_val} val images of "
-          f"{a.img_size} px; COCO metrics on the val set (higher is better)\n")
+    print(
+        f"\nSynthetic small-object set: {a.num_train} train / {a.num_val} val images of "
+        f"{a.img_size} px; COCO metrics on the val set (higher is better)\n"
+    )
     print(table)
     print(f"\ntotal wall time {wall:.0f} s; runs in {os.path.abspath(a.output_dir)}")
-    write_metrics_json({"results": results, "wall_s": wall, "args": vars(a), "table": table},
-                       os.path.join(a.output_dir, "demo_results.json"))
+    write_metrics_json(
+        {"results": results, "wall_s": wall, "args": vars(a), "table": table},
+        os.path.join(a.output_dir, "demo_results.json"),
+    )
     return 0
 
 

@@ -6,6 +6,7 @@
 Prints pycocotools' summary and the metric dict as JSON (AP, AP50, AP75, AP_small/medium/large,
 AR1/10/100, AR_small/medium/large, per-class AP). Exit code 2 on bad input.
 """
+
 import sys
 
 from lgf.evaluation import main

@@ -30,6 +30,7 @@ chosen on val); --test-img/--test-ann adds a test table scored with the same che
 --weather scores it on fog/rain/snow/night copies of the val set (made once per dataset by
 lgf.weather, see train.weather) and adds a robustness table of AP and AP_small per condition.
 """
+
 import argparse
 import dataclasses
 import glob
@@ -42,19 +43,46 @@ import time
 
 from lgf.data import generate_synthetic_coco
 from lgf.engine import MODES
-from lgf.grid import (REPORT_METRICS, SELECTIONS, aggregate, markdown_table, parse_list, plan_runs, read_result,
-                      result_file, weather_markdown_table, write_csv, write_json_atomic)
+from lgf.grid import (
+    REPORT_METRICS,
+    SELECTIONS,
+    aggregate,
+    markdown_table,
+    parse_list,
+    plan_runs,
+    read_result,
+    result_file,
+    weather_markdown_table,
+    write_csv,
+    write_json_atomic,
+)
 from lgf.options import INSERT_LEVELS, build_train_parser
 from lgf.weather import CONDITIONS, SEVERITIES, make_weather_set, parse_conditions
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # set by the grid for every run; not allowed among the pass-through flags
-OWNED_FLAGS = {"--mode": "--modes", "--insert-level": "--levels", "--seed": "--seeds", "--output-dir": "--out",
-               "--resume": None, "--synthetic-dir": None}
+OWNED_FLAGS = {
+    "--mode": "--modes",
+    "--insert-level": "--levels",
+    "--seed": "--seeds",
+    "--output-dir": "--out",
+    "--resume": None,
+    "--synthetic-dir": None,
+}
 # training flags that do not change the result: may differ when a grid is restarted
-RUNTIME_KEYS = {"workers", "threads", "no_progress", "log_every", "device", "save_every_iters",
-                "eval_batch_size", "dist_url", "resume", "output_dir"}
+RUNTIME_KEYS = {
+    "workers",
+    "threads",
+    "no_progress",
+    "log_every",
+    "device",
+    "save_every_iters",
+    "eval_batch_size",
+    "dist_url",
+    "resume",
+    "output_dir",
+}
 RUN_CONFIG = "grid_run.json"
 
 
@@ -63,39 +91,61 @@ def _say(msg):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="python -m train.grid", allow_abbrev=False,
-                                description="Multi-seed grid of training runs with a mean ± std table; "
-                                            "unknown flags are passed to every `python -m train.train` run.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m train.grid",
+        allow_abbrev=False,
+        description="Multi-seed grid of training runs with a mean ± std table; "
+        "unknown flags are passed to every `python -m train.train` run.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--out", default="runs/grid", help="grid root folder")
     p.add_argument("--modes", default=",".join(MODES), help="comma-separated trainer modes")
     p.add_argument("--levels", default="C3", help="comma-separated insert levels (C3, C4, C5)")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated integer seeds")
-    p.add_argument("--dataset", action="append", default=None,
-                   help="'synthetic', DIR or NAME=DIR (repeatable); see the module help")
+    p.add_argument(
+        "--dataset",
+        action="append",
+        default=None,
+        help="'synthetic', DIR or NAME=DIR (repeatable); see the module help",
+    )
     p.add_argument("--train-img")
     p.add_argument("--train-ann")
     p.add_argument("--val-img")
     p.add_argument("--val-ann")
-    p.add_argument("--data-name", default="data", help="name of the dataset given by --train-img etc.")
+    p.add_argument(
+        "--data-name", default="data", help="name of the dataset given by --train-img etc."
+    )
     p.add_argument("--test-img", help="test images folder (one dataset only)")
     p.add_argument("--test-ann", help="test COCO JSON (one dataset only)")
-    p.add_argument("--select", choices=SELECTIONS, default="best",
-                   help="checkpoint of each run that is reported: best (best.pt) or last (last.pt)")
-    p.add_argument("--weather", action="store_true", help="also score weather-corrupted copies of val")
+    p.add_argument(
+        "--select",
+        choices=SELECTIONS,
+        default="best",
+        help="checkpoint of each run that is reported: best (best.pt) or last (last.pt)",
+    )
+    p.add_argument(
+        "--weather", action="store_true", help="also score weather-corrupted copies of val"
+    )
     p.add_argument("--weather-conditions", default=",".join(CONDITIONS))
     p.add_argument("--weather-severity", type=int, choices=SEVERITIES, default=3)
     p.add_argument("--weather-seed", type=int, default=0)
-    p.add_argument("--eval-batch-size", type=int, default=4, help="batch size of the grid's own evaluations")
+    p.add_argument(
+        "--eval-batch-size", type=int, default=4, help="batch size of the grid's own evaluations"
+    )
     p.add_argument("--eval-device", default="auto", help="device of the grid's own evaluations")
     p.add_argument("--aggregate-only", action="store_true", help="run nothing; rebuild the tables")
-    p.add_argument("--dry-run", action="store_true", help="print the planned runs and commands only")
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the planned runs and commands only"
+    )
     p.add_argument("--stop-on-error", action="store_true", help="stop at the first failed run")
-    p.add_argument("--digits", type=int, default=2, help="decimals in the Markdown tables (values in %%)")
+    p.add_argument(
+        "--digits", type=int, default=2, help="decimals in the Markdown tables (values in %%)"
+    )
     return p
 
 
 # ---- pass-through training flags ----------------------------------------------------------------
+
 
 def parse_train_flags(rest):
     """Validates the pass-through flags against train.train's parser; returns (flags, Namespace)."""
@@ -105,14 +155,18 @@ def parse_train_flags(rest):
             name = tok.split("=", 1)[0]
             if name in OWNED_FLAGS:
                 hint = f"; use the grid's {OWNED_FLAGS[name]}" if OWNED_FLAGS[name] else ""
-                raise ValueError(f"{name} is set by the grid for each run and cannot be passed through{hint}")
+                raise ValueError(
+                    f"{name} is set by the grid for each run and cannot be passed through{hint}"
+                )
     parser = build_train_parser()
     parser.allow_abbrev = False
     parser.prog = "python -m train.grid (training flags)"
     ns, unknown = parser.parse_known_args(rest)
     if unknown:
-        raise ValueError(f"unknown flags {unknown}: neither python -m train.grid nor python -m train.train "
-                         f"options (see both --help)")
+        raise ValueError(
+            f"unknown flags {unknown}: neither python -m train.grid nor python -m train.train "
+            f"options (see both --help)"
+        )
     return rest, ns
 
 
@@ -125,6 +179,7 @@ def _comparable(argv):
 
 # ---- datasets -----------------------------------------------------------------------------------
 
+
 def _dataset_from_dir(name, root):
     root = os.path.abspath(root)
     if not os.path.isdir(root):
@@ -132,16 +187,24 @@ def _dataset_from_dir(name, root):
     anns = {s: os.path.join(root, f"{s}.json") for s in ("train", "val")}
     for split, path in anns.items():
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"--dataset {name}: {path!r} not found (a dataset folder needs train.json "
-                                    f"and val.json)")
+            raise FileNotFoundError(
+                f"--dataset {name}: {path!r} not found (a dataset folder needs train.json "
+                f"and val.json)"
+            )
     if os.path.isdir(os.path.join(root, "images")):
         imgs = {s: os.path.join(root, "images") for s in anns}
     elif all(os.path.isdir(os.path.join(root, s)) for s in anns):
         imgs = {s: os.path.join(root, s) for s in anns}
     else:
         imgs = {s: root for s in anns}
-    return {"name": name, "train_img": imgs["train"], "train_ann": anns["train"],
-            "val_img": imgs["val"], "val_ann": anns["val"], "extra": []}
+    return {
+        "name": name,
+        "train_img": imgs["train"],
+        "train_ann": anns["train"],
+        "val_img": imgs["val"],
+        "val_ann": anns["val"],
+        "extra": [],
+    }
 
 
 def resolve_datasets(args, train_ns, out_root):
@@ -150,19 +213,37 @@ def resolve_datasets(args, train_ns, out_root):
     explicit = (args.train_img, args.train_ann, args.val_img, args.val_ann)
     if any(explicit):
         if not all(explicit):
-            raise ValueError("--train-img, --train-ann, --val-img and --val-ann must be given together")
-        datasets.append({"name": args.data_name, "train_img": os.path.abspath(args.train_img),
-                         "train_ann": os.path.abspath(args.train_ann), "val_img": os.path.abspath(args.val_img),
-                         "val_ann": os.path.abspath(args.val_ann), "extra": []})
+            raise ValueError(
+                "--train-img, --train-ann, --val-img and --val-ann must be given together"
+            )
+        datasets.append(
+            {
+                "name": args.data_name,
+                "train_img": os.path.abspath(args.train_img),
+                "train_ann": os.path.abspath(args.train_ann),
+                "val_img": os.path.abspath(args.val_img),
+                "val_ann": os.path.abspath(args.val_ann),
+                "extra": [],
+            }
+        )
     specs = args.dataset or ([] if datasets else ["synthetic"])
     for spec in specs:
         name, sep, path = spec.partition("=")
         if not sep:
-            name, path = (spec, None) if spec == "synthetic" else (os.path.basename(os.path.normpath(spec)), spec)
+            name, path = (
+                (spec, None)
+                if spec == "synthetic"
+                else (os.path.basename(os.path.normpath(spec)), spec)
+            )
         if path is None or path == "synthetic":
             root = os.path.join(out_root, "_data", "synthetic")
-            paths = generate_synthetic_coco(root, num_train=train_ns.synthetic_train, num_val=train_ns.synthetic_val,
-                                            image_size=train_ns.synthetic_size, seed=0)
+            paths = generate_synthetic_coco(
+                root,
+                num_train=train_ns.synthetic_train,
+                num_val=train_ns.synthetic_val,
+                image_size=train_ns.synthetic_size,
+                seed=0,
+            )
             ds = {"name": name, **{k: os.path.abspath(v) for k, v in paths.items()}, "extra": []}
             if train_ns.img_size is None:  # what the trainer does on its own synthetic set
                 ds["extra"] = ["--img-size", str(train_ns.synthetic_size)]
@@ -172,7 +253,9 @@ def resolve_datasets(args, train_ns, out_root):
     names = [d["name"] for d in datasets]
     for n in names:
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", n) or n.startswith("_"):
-            raise ValueError(f"dataset name {n!r}: use letters, digits, '_', '.', '-' (not starting with '_')")
+            raise ValueError(
+                f"dataset name {n!r}: use letters, digits, '_', '.', '-' (not starting with '_')"
+            )
     if len(set(names)) != len(names):
         raise ValueError(f"dataset names must be unique, got {names}")
     if bool(args.test_img) != bool(args.test_ann):
@@ -185,18 +268,44 @@ def resolve_datasets(args, train_ns, out_root):
         for path, what in ((args.test_img, "--test-img"), (args.test_ann, "--test-ann")):
             if not os.path.exists(path):
                 raise FileNotFoundError(f"{what}: not found: {path!r}")
-        datasets[0]["test_img"], datasets[0]["test_ann"] = os.path.abspath(args.test_img), os.path.abspath(args.test_ann)
+        datasets[0]["test_img"], datasets[0]["test_ann"] = (
+            os.path.abspath(args.test_img),
+            os.path.abspath(args.test_ann),
+        )
     return datasets
 
 
 # ---- one run ------------------------------------------------------------------------------------
 
+
 def train_command(spec, dataset, run_dir, flags):
-    cmd = [sys.executable, "-m", "train.train",
-           "--train-img", dataset["train_img"], "--train-ann", dataset["train_ann"],
-           "--val-img", dataset["val_img"], "--val-ann", dataset["val_ann"],
-           "--mode", spec.mode, "--insert-level", spec.insert_level, "--seed", str(spec.seed),
-           "--output-dir", run_dir, "--resume", "auto"] + dataset["extra"] + list(flags)
+    cmd = (
+        [
+            sys.executable,
+            "-m",
+            "train.train",
+            "--train-img",
+            dataset["train_img"],
+            "--train-ann",
+            dataset["train_ann"],
+            "--val-img",
+            dataset["val_img"],
+            "--val-ann",
+            dataset["val_ann"],
+            "--mode",
+            spec.mode,
+            "--insert-level",
+            spec.insert_level,
+            "--seed",
+            str(spec.seed),
+            "--output-dir",
+            run_dir,
+            "--resume",
+            "auto",
+        ]
+        + dataset["extra"]
+        + list(flags)
+    )
     if "--no-progress" not in flags:
         cmd.append("--no-progress")
     return cmd
@@ -212,8 +321,10 @@ def check_run_config(run_dir, spec, train_argv):
         diff = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
         if diff:
             changes = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in diff)
-            raise ValueError(f"{run_dir} was trained with other training flags ({changes}); "
-                             f"use a new --out or delete that run directory")
+            raise ValueError(
+                f"{run_dir} was trained with other training flags ({changes}); "
+                f"use a new --out or delete that run directory"
+            )
         return
     write_json_atomic({"spec": dataclasses.asdict(spec), "train_argv": train_argv}, path)
 
@@ -225,7 +336,9 @@ def training_finished(run_dir, train_ns):
         return False
     with open(path, "r", encoding="utf-8") as f:
         s = json.load(f)
-    return s.get("epochs_done", 0) >= train_ns.epochs or bool(train_ns.max_iters and s.get("step", 0) >= train_ns.max_iters)
+    return s.get("epochs_done", 0) >= train_ns.epochs or bool(
+        train_ns.max_iters and s.get("step", 0) >= train_ns.max_iters
+    )
 
 
 def run_training(cmd, run_dir):
@@ -269,8 +382,10 @@ def score_run(spec, dataset, run_dir, select, eval_sets, eval_kw):
         summary = json.load(f)
     if select == "best":
         if (summary.get("best") or {}).get("value") is None:
-            raise ValueError(f"{run_dir}: --select best but the run has no evaluation (best.pt); "
-                             f"use --select last or let the trainer evaluate (--eval-every)")
+            raise ValueError(
+                f"{run_dir}: --select best but the run has no evaluation (best.pt); "
+                f"use --select last or let the trainer evaluate (--eval-every)"
+            )
         ckpt, step = os.path.join(run_dir, "best.pt"), summary["best"]["step"]
     else:
         ckpt, step = os.path.join(run_dir, "last.pt"), summary["step"]
@@ -290,9 +405,18 @@ def score_run(spec, dataset, run_dir, select, eval_sets, eval_kw):
             _say(f"  scoring {spec.name} ({select}) on {split}")
             splits[split] = evaluate_checkpoint(ckpt, img, ann, **eval_kw)
         sources[split] = src
-    result = {"dataset": spec.dataset, "insert_level": spec.insert_level, "mode": spec.mode, "seed": spec.seed,
-              "select": select, "checkpoint": ckpt, "checkpoint_step": step, "splits": splits, "sources": sources,
-              "train": {k: summary.get(k) for k in ("epochs_done", "step", "time", "best")}}
+    result = {
+        "dataset": spec.dataset,
+        "insert_level": spec.insert_level,
+        "mode": spec.mode,
+        "seed": spec.seed,
+        "select": select,
+        "checkpoint": ckpt,
+        "checkpoint_step": step,
+        "splits": splits,
+        "sources": sources,
+        "train": {k: summary.get(k) for k in ("epochs_done", "step", "time", "best")},
+    }
     write_json_atomic(result, result_file(run_dir, select))
     return result
 
@@ -302,10 +426,14 @@ def is_finished(run_dir, select, eval_sets):
     if r is None:
         return False
     srcs = r.get("sources", {})
-    return all(s in r.get("splits", {}) and srcs.get(s) == {"img": i, "ann": a} for s, (i, a) in eval_sets.items())
+    return all(
+        s in r.get("splits", {}) and srcs.get(s) == {"img": i, "ann": a}
+        for s, (i, a) in eval_sets.items()
+    )
 
 
 # ---- tables -------------------------------------------------------------------------------------
+
 
 def build_report(results, plan, args, weather_splits, has_test):
     """Markdown text of all tables, and the rows for the CSV."""
@@ -320,24 +448,43 @@ def build_report(results, plan, args, weather_splits, has_test):
     for split in splits:
         rows = aggregate(results, split, REPORT_METRICS, order)
         csv_rows += rows
-        md += [f"## {split}", "", markdown_table(rows, REPORT_METRICS, digits=args.digits, seeds_planned=n_seeds), ""]
+        md += [
+            f"## {split}",
+            "",
+            markdown_table(rows, REPORT_METRICS, digits=args.digits, seeds_planned=n_seeds),
+            "",
+        ]
     if weather_splits:
         clean = aggregate(results, "val", REPORT_METRICS, order)
         cond_rows = {s: aggregate(results, s, REPORT_METRICS, order) for s in weather_splits}
         for rows in cond_rows.values():
             csv_rows += rows
-        md += [f"## weather robustness (val set; severity {args.weather_severity}, weather seed {args.weather_seed})",
-               "", weather_markdown_table(clean, cond_rows, digits=args.digits), ""]
-    sel = ("best.pt: best validation value of the trainer's --best-metric among its evaluations"
-           if args.select == "best" else "last.pt: the end of training")
-    md += [f"COCO AP in % (pycocotools), mean ± sample standard deviation (ddof=1) over the seeds of each "
-           f"group; '± -' = only one seed finished (no std); 'seeds' = finished/planned; n/a = the split has "
-           f"no ground truth of that size. Checkpoint per run: {sel}."
-           + (" The val numbers of 'best' are optimistic (selected on val)." if args.select == "best" else "")]
+        md += [
+            f"## weather robustness (val set; severity {args.weather_severity}, weather seed {args.weather_seed})",
+            "",
+            weather_markdown_table(clean, cond_rows, digits=args.digits),
+            "",
+        ]
+    sel = (
+        "best.pt: best validation value of the trainer's --best-metric among its evaluations"
+        if args.select == "best"
+        else "last.pt: the end of training"
+    )
+    md += [
+        f"COCO AP in % (pycocotools), mean ± sample standard deviation (ddof=1) over the seeds of each "
+        f"group; '± -' = only one seed finished (no std); 'seeds' = finished/planned; n/a = the split has "
+        f"no ground truth of that size. Checkpoint per run: {sel}."
+        + (
+            " The val numbers of 'best' are optimistic (selected on val)."
+            if args.select == "best"
+            else ""
+        )
+    ]
     return "\n".join(md), csv_rows
 
 
 # ---- main ---------------------------------------------------------------------------------------
+
 
 def main(argv=None):
     args, rest = build_parser().parse_known_args(argv)
@@ -382,8 +529,14 @@ def _main(args, rest):
     if args.dry_run:
         for spec in plan:
             run_dir = spec.run_dir(out_root)
-            state = "finished" if is_finished(run_dir, args.select, eval_sets_of(by_name[spec.dataset])) else "to run"
-            print(f"{state:9s} {run_dir}\n          {' '.join(train_command(spec, by_name[spec.dataset], run_dir, flags))}")
+            state = (
+                "finished"
+                if is_finished(run_dir, args.select, eval_sets_of(by_name[spec.dataset]))
+                else "to run"
+            )
+            print(
+                f"{state:9s} {run_dir}\n          {' '.join(train_command(spec, by_name[spec.dataset], run_dir, flags))}"
+            )
         return 0
     if not args.aggregate_only:
         weather_ready = set()
@@ -404,8 +557,10 @@ def _main(args, rest):
                 t0 = time.time()
                 code = run_training(cmd, run_dir)
                 if code != 0 or not training_finished(run_dir, train_ns):
-                    _say(f"{tag}: FAILED (exit code {code}); last lines of train.log:\n"
-                         + _tail(os.path.join(run_dir, "train.log")))
+                    _say(
+                        f"{tag}: FAILED (exit code {code}); last lines of train.log:\n"
+                        + _tail(os.path.join(run_dir, "train.log"))
+                    )
                     failed.append(run_dir)
                     if args.stop_on_error:
                         break
@@ -414,7 +569,14 @@ def _main(args, rest):
             if conditions and ds["name"] not in weather_ready:
                 root = os.path.join(out_root, "_weather", ds["name"], f"seed{args.weather_seed}")
                 for c in conditions:
-                    make_weather_set(ds["val_img"], ds["val_ann"], root, c, args.weather_severity, args.weather_seed)
+                    make_weather_set(
+                        ds["val_img"],
+                        ds["val_ann"],
+                        root,
+                        c,
+                        args.weather_severity,
+                        args.weather_seed,
+                    )
                 weather_ready.add(ds["name"])
             try:
                 r = score_run(spec, ds, run_dir, args.select, sets, eval_kw)
@@ -425,8 +587,12 @@ def _main(args, rest):
                     break
                 continue
             val = r["splits"]["val"]
-            _say(f"{tag}: done; val ({args.select}) " + " ".join(f"{k}={val.get(k, float('nan')):.4f}"
-                                                              for k in ("AP", "AP_small", "AP50")))
+            _say(
+                f"{tag}: done; val ({args.select}) "
+                + " ".join(
+                    f"{k}={val.get(k, float('nan')):.4f}" for k in ("AP", "AP_small", "AP50")
+                )
+            )
         _say(f"grid pass over {len(plan)} runs took {time.time() - t_grid:.0f}s")
 
     results = []
@@ -437,8 +603,9 @@ def _main(args, rest):
     if not results:
         _say("no finished run yet: no table")
         return 1 if failed else 0
-    text, csv_rows = build_report(results, plan, args, weather_splits,
-                                  has_test=any(d["test_img"] for d in datasets))
+    text, csv_rows = build_report(
+        results, plan, args, weather_splits, has_test=any(d["test_img"] for d in datasets)
+    )
     md_path = os.path.join(out_root, f"results_{args.select}.md")
     csv_path = os.path.join(out_root, f"results_{args.select}.csv")
     with open(md_path + ".tmp", "w", encoding="utf-8") as f:

@@ -6,6 +6,7 @@ Examples:
       --val-img D/images --val-ann D/val.json --mode baseline --backbone resnet18 --img-size 512
   torchrun --nproc_per_node=2 -m train.train ...          # DistributedDataParallel
 """
+
 import sys
 
 from lgf.trainer import main

@@ -6,6 +6,7 @@ writes OUT/<image stem>.png (image with boxes, class names and scores; for LGF /
 also the local and global gate maps, averaged over channels) and OUT/<image stem>.json (the
 detections drawn). Works for any trainer checkpoint; models without gates give one panel.
 """
+
 import argparse
 import sys
 
@@ -16,16 +17,27 @@ from lgf.visualize import visualize_images
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="python -m train.visualize", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m train.visualize",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--checkpoint", required=True, help="last.pt / best.pt written by the trainer")
     p.add_argument("--images", nargs="+", required=True, help="image files")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--score-thresh", type=float, default=0.3, help="draw detections with at least this score")
+    p.add_argument(
+        "--score-thresh", type=float, default=0.3, help="draw detections with at least this score"
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--no-ema", action="store_true", help="use the raw weights even if an EMA is stored")
-    p.add_argument("--layout", choices=("auto", "row", "column"), default="auto",
-                   help="panels side by side (row), stacked (column), or stacked for wide images (auto)")
+    p.add_argument(
+        "--no-ema", action="store_true", help="use the raw weights even if an EMA is stored"
+    )
+    p.add_argument(
+        "--layout",
+        choices=("auto", "row", "column"),
+        default="auto",
+        help="panels side by side (row), stacked (column), or stacked for wide images (auto)",
+    )
     return p
 
 
@@ -34,9 +46,15 @@ def main(argv=None):
     try:
         if not 0.0 <= args.score_thresh <= 1.0:
             raise ValueError(f"--score-thresh must be in [0, 1], got {args.score_thresh}")
-        paths = visualize_images(args.checkpoint, args.images, args.out, score_thresh=args.score_thresh,
-                                 device=resolve_device(args.device), use_ema=not args.no_ema,
-                                 layout=args.layout)
+        paths = visualize_images(
+            args.checkpoint,
+            args.images,
+            args.out,
+            score_thresh=args.score_thresh,
+            device=resolve_device(args.device),
+            use_ema=not args.no_ema,
+            layout=args.layout,
+        )
     except (CheckpointError, DatasetError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2

@@ -1,11 +1,25 @@
 """Data for the LGF trainer: COCO-style datasets, transforms, sampling, and a synthetic set."""
-from .coco import CocoDetection, DatasetError, collate_detection, decode_image, load_coco_annotations
+
+from .coco import (
+    CocoDetection,
+    DatasetError,
+    collate_detection,
+    decode_image,
+    load_coco_annotations,
+)
 from .loader import make_loader
 from .sampler import EpochSampler
 from .synthetic import generate_synthetic_coco
 from .transforms import build_transforms
 
 __all__ = [
-    "CocoDetection", "DatasetError", "EpochSampler", "build_transforms", "collate_detection",
-    "decode_image", "generate_synthetic_coco", "load_coco_annotations", "make_loader",
+    "CocoDetection",
+    "DatasetError",
+    "EpochSampler",
+    "build_transforms",
+    "collate_detection",
+    "decode_image",
+    "generate_synthetic_coco",
+    "load_coco_annotations",
+    "make_loader",
 ]

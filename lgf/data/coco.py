@@ -5,6 +5,7 @@ torchvision convention where label 0 is never a class; `label_to_cat_id` maps th
 evaluation. Training targets leave out crowd boxes and boxes of zero or negative size (after
 clipping to the image); images without boxes are kept as negatives.
 """
+
 import contextlib
 import io
 import json
@@ -45,7 +46,9 @@ def load_coco_annotations(ann_file: str, what: str = "annotation file"):
 
 def _check_coco_dict(data, ann_file, what):
     if not isinstance(data, dict):
-        raise DatasetError(f"{what} {ann_file!r}: top level must be a JSON object, got {type(data).__name__}")
+        raise DatasetError(
+            f"{what} {ann_file!r}: top level must be a JSON object, got {type(data).__name__}"
+        )
     for key in ("images", "annotations", "categories"):
         if key not in data:
             raise DatasetError(f"{what} {ann_file!r}: missing the '{key}' list")
@@ -55,28 +58,42 @@ def _check_coco_dict(data, ann_file, what):
         raise DatasetError(f"{what} {ann_file!r}: 'categories' is empty")
     for c in data["categories"]:
         if not isinstance(c, dict) or not isinstance(c.get("id"), int):
-            raise DatasetError(f"{what} {ann_file!r}: every category needs an integer 'id', got {c!r}")
+            raise DatasetError(
+                f"{what} {ann_file!r}: every category needs an integer 'id', got {c!r}"
+            )
     image_ids = set()
     for im in data["images"]:
         if not isinstance(im, dict) or "id" not in im or not isinstance(im.get("file_name"), str):
-            raise DatasetError(f"{what} {ann_file!r}: every image needs 'id' and 'file_name', got {im!r}")
+            raise DatasetError(
+                f"{what} {ann_file!r}: every image needs 'id' and 'file_name', got {im!r}"
+            )
         image_ids.add(im["id"])
     cat_ids = {c["id"] for c in data["categories"]}
     for a in data["annotations"]:
         if not isinstance(a, dict):
-            raise DatasetError(f"{what} {ann_file!r}: annotation entries must be objects, got {a!r}")
+            raise DatasetError(
+                f"{what} {ann_file!r}: annotation entries must be objects, got {a!r}"
+            )
         aid = a.get("id", "?")
         box = a.get("bbox")
-        if not (isinstance(box, (list, tuple)) and len(box) == 4
-                and all(isinstance(v, (int, float)) for v in box)):
-            raise DatasetError(f"{what} {ann_file!r}: annotation {aid} needs 'bbox' = [x, y, w, h], "
-                               f"got {box!r}")
+        if not (
+            isinstance(box, (list, tuple))
+            and len(box) == 4
+            and all(isinstance(v, (int, float)) for v in box)
+        ):
+            raise DatasetError(
+                f"{what} {ann_file!r}: annotation {aid} needs 'bbox' = [x, y, w, h], got {box!r}"
+            )
         if a.get("image_id") not in image_ids:
-            raise DatasetError(f"{what} {ann_file!r}: annotation {aid} refers to unknown image_id "
-                               f"{a.get('image_id')!r}")
+            raise DatasetError(
+                f"{what} {ann_file!r}: annotation {aid} refers to unknown image_id "
+                f"{a.get('image_id')!r}"
+            )
         if a.get("category_id") not in cat_ids:
-            raise DatasetError(f"{what} {ann_file!r}: annotation {aid} has unknown category_id "
-                               f"{a.get('category_id')!r}")
+            raise DatasetError(
+                f"{what} {ann_file!r}: annotation {aid} has unknown category_id "
+                f"{a.get('category_id')!r}"
+            )
         if "area" not in a:  # pycocotools' evaluation reads it
             a["area"] = float(box[2]) * float(box[3])
         a.setdefault("iscrowd", 0)
@@ -129,12 +146,16 @@ class CocoDetection(torch.utils.data.Dataset):
         self.cat_to_label = {cid: i + 1 for i, cid in enumerate(cat_ids)}
         self.label_to_cat_id = [0] + cat_ids  # index = label; entry 0 unused
         self.class_names = [str(self.coco.cats[c].get("name", c)) for c in cat_ids]
-        missing = [self.coco.imgs[i]["file_name"] for i in ids
-                   if not os.path.isfile(os.path.join(img_dir, self.coco.imgs[i]["file_name"]))]
+        missing = [
+            self.coco.imgs[i]["file_name"]
+            for i in ids
+            if not os.path.isfile(os.path.join(img_dir, self.coco.imgs[i]["file_name"]))
+        ]
         if missing:
             raise FileNotFoundError(
                 f"{name}: {len(missing)} of {len(ids)} images listed in {ann_file!r} are missing from "
-                f"{img_dir!r}, e.g. {missing[0]!r}")
+                f"{img_dir!r}, e.g. {missing[0]!r}"
+            )
 
     @property
     def num_classes(self) -> int:

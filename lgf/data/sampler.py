@@ -5,6 +5,7 @@ workers; every position also carries a per-sample seed for the random transforms
 can start mid-epoch (`set_start`). With several processes each rank takes every world_size-th
 sample; training pads the order so every rank gets as many batches (as DistributedSampler does).
 """
+
 import math
 
 import torch
@@ -35,18 +36,20 @@ class EpochSampler(torch.utils.data.Sampler):
     def _order(self):
         g = torch.Generator()
         g.manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(self.length, generator=g) if self.shuffle else torch.arange(self.length)
+        order = (
+            torch.randperm(self.length, generator=g) if self.shuffle else torch.arange(self.length)
+        )
         seeds = torch.randint(0, 2**62, (self.length,), generator=g)
         order, seeds = order.tolist(), seeds.tolist()
         if self.pad and self.world_size > 1:
             total = math.ceil(self.length / self.world_size) * self.world_size
             order = (order * math.ceil(total / self.length))[:total]
             seeds = (seeds * math.ceil(total / self.length))[:total]
-        return order[self.rank::self.world_size], seeds[self.rank::self.world_size]
+        return order[self.rank :: self.world_size], seeds[self.rank :: self.world_size]
 
     def __iter__(self):
         order, seeds = self._order()
-        return iter(list(zip(order, seeds))[self.start:])
+        return iter(list(zip(order, seeds))[self.start :])
 
     def __len__(self):
         if self.pad and self.world_size > 1:

@@ -6,6 +6,7 @@ Most objects are smaller than 32x32 px (COCO "small"); a few are medium; some im
 object at all. The same arguments give the same bytes on every machine, so it serves as the
 embedded default data of the trainer, the demo and the tests.
 """
+
 import json
 import math
 import os
@@ -22,7 +23,9 @@ FORMAT_VERSION = 1
 
 
 def _background(rng, width, height):
-    coarse = rng.uniform(60, 190, size=(max(2, height // 24), max(2, width // 24), 3)).astype(np.uint8)
+    coarse = rng.uniform(60, 190, size=(max(2, height // 24), max(2, width // 24), 3)).astype(
+        np.uint8
+    )
     base = Image.fromarray(coarse, "RGB").resize((width, height), Image.BICUBIC)
     arr = np.asarray(base, dtype=np.float32)
     arr = arr * 0.6 + arr.mean(axis=2, keepdims=True) * 0.4  # desaturate: shapes carry the colour
@@ -61,8 +64,10 @@ def _make_image(rng, width, height, max_objects, empty_prob):
             s = _object_size(rng, width, height)
             x = int(rng.integers(0, max(1, width - s)))
             y = int(rng.integers(0, max(1, height - s)))
-            if all(x + s + 2 <= px or px + ps + 2 <= x or y + s + 2 <= py or py + ps + 2 <= y
-                   for px, py, ps, _ in placed):
+            if all(
+                x + s + 2 <= px or px + ps + 2 <= x or y + s + 2 <= py or py + ps + 2 <= y
+                for px, py, ps, _ in placed
+            ):
                 break
         else:
             continue
@@ -74,7 +79,9 @@ def _make_image(rng, width, height, max_objects, empty_prob):
     return img, placed
 
 
-def _write_split(root, split, num_images, image_size, seed, max_objects, empty_prob, first_image_id):
+def _write_split(
+    root, split, num_images, image_size, seed, max_objects, empty_prob, first_image_id
+):
     img_dir = os.path.join(root, split)
     os.makedirs(img_dir, exist_ok=True)
     rng = np.random.default_rng([seed, 0 if split == "train" else 1])
@@ -91,16 +98,28 @@ def _write_split(root, split, num_images, image_size, seed, max_objects, empty_p
         for x, y, s, cls in placed:
             ann_id += 1
             area = float(s * s) if cls == 1 else (math.pi * s * s / 4 if cls == 0 else s * s / 2.0)
-            annotations.append({"id": ann_id, "image_id": image_id, "category_id": cls + 1,
-                                "bbox": [float(x), float(y), float(s), float(s)],
-                                "area": round(area, 2), "iscrowd": 0})
+            annotations.append(
+                {
+                    "id": ann_id,
+                    "image_id": image_id,
+                    "category_id": cls + 1,
+                    "bbox": [float(x), float(y), float(s), float(s)],
+                    "area": round(area, 2),
+                    "iscrowd": 0,
+                }
+            )
     data = {
-        "info": {"description": f"LGF synthetic small-object set ({split})", "version": str(FORMAT_VERSION)},
+        "info": {
+            "description": f"LGF synthetic small-object set ({split})",
+            "version": str(FORMAT_VERSION),
+        },
         "licenses": [],
         "images": images,
         "annotations": annotations,
-        "categories": [{"id": i + 1, "name": name, "supercategory": "shape"}
-                       for i, (name, _) in enumerate(CLASSES)],
+        "categories": [
+            {"id": i + 1, "name": name, "supercategory": "shape"}
+            for i, (name, _) in enumerate(CLASSES)
+        ],
     }
     ann_file = os.path.join(root, f"{split}.json")
     tmp = ann_file + ".tmp"
@@ -110,8 +129,9 @@ def _write_split(root, split, num_images, image_size, seed, max_objects, empty_p
     return img_dir, ann_file
 
 
-def generate_synthetic_coco(root, num_train=160, num_val=40, image_size=128, seed=0,
-                            max_objects=6, empty_prob=0.05):
+def generate_synthetic_coco(
+    root, num_train=160, num_val=40, image_size=128, seed=0, max_objects=6, empty_prob=0.05
+):
     """Writes (or reuses) the synthetic set under `root`.
 
     Layout: root/train/*.png, root/train.json, root/val/*.png, root/val.json, root/meta.json.
@@ -124,12 +144,20 @@ def generate_synthetic_coco(root, num_train=160, num_val=40, image_size=128, see
         raise ValueError(f"image_size must be >= 32 px, got {image_size}")
     if max_objects < 1:
         raise ValueError(f"max_objects must be >= 1, got {max_objects}")
-    meta = {"format_version": FORMAT_VERSION, "num_train": int(num_train), "num_val": int(num_val),
-            "image_size": int(image_size), "seed": int(seed), "max_objects": int(max_objects),
-            "empty_prob": float(empty_prob)}
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "num_train": int(num_train),
+        "num_val": int(num_val),
+        "image_size": int(image_size),
+        "seed": int(seed),
+        "max_objects": int(max_objects),
+        "empty_prob": float(empty_prob),
+    }
     paths = {
-        "train_img": os.path.join(root, "train"), "train_ann": os.path.join(root, "train.json"),
-        "val_img": os.path.join(root, "val"), "val_ann": os.path.join(root, "val.json"),
+        "train_img": os.path.join(root, "train"),
+        "train_ann": os.path.join(root, "train.json"),
+        "val_img": os.path.join(root, "val"),
+        "val_ann": os.path.join(root, "val.json"),
     }
     meta_file = os.path.join(root, "meta.json")
     if os.path.isfile(meta_file):

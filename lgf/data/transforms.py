@@ -3,6 +3,7 @@
 Resizing is left to the model (RetinaNet's GeneralizedRCNNTransform, see --img-size), so
 predictions come back in the coordinates of the original image.
 """
+
 import torch
 from torchvision.transforms import v2
 

@@ -6,6 +6,7 @@
 
 `make_neck(name, in_channels_list, out_channels, extra_blocks)` builds a neck by name.
 """
+
 from .asff import ASFF, ASFFPN
 from .glmd import GLMD, AxialAttention
 from .sie_fpn import SIEFPN, LateralFeatureEnhancement, MultiInfoCompensation, NonLocal2d
@@ -39,6 +40,10 @@ def make_neck(name, in_channels_list, out_channels, extra_blocks=None, **neck_kw
         raise ValueError(f"neck must be one of {NECKS} or None, got {name!r}")
     if key in _PLAIN_FPN:
         if neck_kwargs:
-            raise ValueError(f"neck_kwargs {sorted(neck_kwargs)} given but neck={name!r} is the plain FPN")
+            raise ValueError(
+                f"neck_kwargs {sorted(neck_kwargs)} given but neck={name!r} is the plain FPN"
+            )
         return None
-    return _NECK_CLASSES[key](list(in_channels_list), out_channels, extra_blocks=extra_blocks, **neck_kwargs)
+    return _NECK_CLASSES[key](
+        list(in_channels_list), out_channels, extra_blocks=extra_blocks, **neck_kwargs
+    )

@@ -6,6 +6,7 @@ for RetinaNet); the extra levels (P6, P7) are computed by the FPN from its own P
 subclasses the FPN and keeps its module names, so a plain-FPN checkpoint loads into it with only
 the `asff.*` keys missing.
 """
+
 from collections import OrderedDict
 
 import torch
@@ -32,7 +33,8 @@ class _LevelFusion(nn.Module):
     def __init__(self, channels, num_levels, compress):
         super().__init__()
         self.compress = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(channels, compress, 1), nn.ReLU(inplace=True)) for _ in range(num_levels)
+            nn.Sequential(nn.Conv2d(channels, compress, 1), nn.ReLU(inplace=True))
+            for _ in range(num_levels)
         )
         self.logits = nn.Conv2d(compress * num_levels, num_levels, 1)
         self.out = nn.Conv2d(channels, channels, 3, padding=1)
@@ -46,7 +48,7 @@ class _LevelFusion(nn.Module):
 
     def forward(self, resized):
         w = self.weights(resized).to(resized[0].dtype)
-        fused = sum(w[:, k:k + 1] * r for k, r in enumerate(resized))
+        fused = sum(w[:, k : k + 1] * r for k, r in enumerate(resized))
         return self.out(fused)
 
 
@@ -72,7 +74,9 @@ class ASFF(nn.Module):
         if num_levels < 2:
             raise ValueError(f"ASFF: num_levels must be >= 2, got {num_levels}")
         self.num_levels = num_levels
-        self.fusions = nn.ModuleList(_LevelFusion(channels, num_levels, compress) for _ in range(num_levels))
+        self.fusions = nn.ModuleList(
+            _LevelFusion(channels, num_levels, compress) for _ in range(num_levels)
+        )
 
     def _resized(self, feats, level):
         size = feats[level].shape[-2:]

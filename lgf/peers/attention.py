@@ -3,6 +3,7 @@
 `F.scaled_dot_product_attention` is faster, but on CPU `torch.utils.flop_counter` counts 0 FLOPs
 for it; the comparison blocks are measured for the complexity report, so they use this instead.
 """
+
 import math
 
 import torch

@@ -3,6 +3,7 @@
 Like LGF it maps (N, C, H, W) to (N, C, H, W) and is inserted by the RetinaNet builder at
 `insert_level` (block="glmd").
 """
+
 import torch
 import torch.nn as nn
 
@@ -75,10 +76,10 @@ class AxialAttention(nn.Module):
 
     def forward(self, x):
         n, d, h, w = x.shape
-        rows = self.row(x.permute(0, 2, 3, 1).reshape(n * h, w, d))           # (N*H, W, D)
+        rows = self.row(x.permute(0, 2, 3, 1).reshape(n * h, w, d))  # (N*H, W, D)
         cols = rows.reshape(n, h, w, d).transpose(1, 2).reshape(n * w, h, d)  # (N*W, H, D)
         cols = self.col(cols)
-        return cols.reshape(n, w, h, d).permute(0, 3, 2, 1)                    # (N, D, H, W)
+        return cols.reshape(n, w, h, d).permute(0, 3, 2, 1)  # (N, D, H, W)
 
 
 class GLMD(nn.Module):
@@ -109,7 +110,9 @@ class GLMD(nn.Module):
         gn_groups: GroupNorm groups of L and G (see `lgf.blocks.group_norm_groups`).
     """
 
-    def __init__(self, channels, reduction=4, head_dim=32, se_reduction=16, sa_kernel=7, gn_groups=32):
+    def __init__(
+        self, channels, reduction=4, head_dim=32, se_reduction=16, sa_kernel=7, gn_groups=32
+    ):
         super().__init__()
         _check_channels("GLMD", channels)
         d = glmd_width(channels, reduction)
@@ -143,7 +146,9 @@ class GLMD(nn.Module):
 
     def forward(self, x):
         if x.dim() != 4 or x.shape[1] != self.channels:
-            raise ValueError(f"GLMD: expected input (N, {self.channels}, H, W), got {tuple(x.shape)}")
+            raise ValueError(
+                f"GLMD: expected input (N, {self.channels}, H, W), got {tuple(x.shape)}"
+            )
         local = self.local_branch(x)
         glob = self.global_branch(x)
         g_new = self.mutual_g(glob * torch.sigmoid(local))

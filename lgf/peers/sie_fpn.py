@@ -7,6 +7,7 @@ the torchvision FPN and keeps its lateral 1x1 convs (`inner_blocks`), output 3x3
 (`layer_blocks`) and `extra_blocks` under the same names, so a plain-FPN checkpoint loads into it
 with only the new modules' keys missing.
 """
+
 from collections import OrderedDict
 
 import torch
@@ -31,10 +32,10 @@ def _conv_gn_relu(in_channels, out_channels, kernel_size, gn_groups):
 class LateralFeatureEnhancement(nn.Module):
     """LFE on the lateral feature x (after the FPN's 1x1 lateral conv), C -> C.
 
-        t  = ReLU(GN(conv3x3(x)))                 semantic refinement
-        r  = x * sigmoid(conv1x1(t))              sigmoid-gated refinement of the lateral
-        s  = SE(x)                                channel enhancement
-        out = w0 * t + w1 * r + w2 * s,  (w0, w1, w2) = softmax(logits), logits zero-initialised
+    t  = ReLU(GN(conv3x3(x)))                 semantic refinement
+    r  = x * sigmoid(conv1x1(t))              sigmoid-gated refinement of the lateral
+    s  = SE(x)                                channel enhancement
+    out = w0 * t + w1 * r + w2 * s,  (w0, w1, w2) = softmax(logits), logits zero-initialised
     """
 
     def __init__(self, channels, se_reduction=16, gn_groups=32):
@@ -69,7 +70,9 @@ class MultiInfoCompensation(nn.Module):
     def __init__(self, in_channels, out_channels, gn_groups=32):
         super().__init__()
         if out_channels % 4:
-            raise ValueError(f"MultiInfoCompensation: out_channels must be divisible by 4, got {out_channels}")
+            raise ValueError(
+                f"MultiInfoCompensation: out_channels must be divisible by 4, got {out_channels}"
+            )
         width = out_channels // 4
         self.reduce = _conv_gn_relu(in_channels, width, 1, gn_groups)
         self.convs = nn.ModuleList(_conv_gn_relu(width, width, 3, gn_groups) for _ in range(3))
@@ -103,8 +106,10 @@ class NonLocal2d(nn.Module):
 
     def forward(self, x):
         n, _, h, w = x.shape
-        q = self.query(x).flatten(2).transpose(1, 2)                                   # (N, HW, D)
-        k = F.max_pool2d(self.key(x), 2, 2, ceil_mode=True).flatten(2).transpose(1, 2)  # (N, hw/4, D)
+        q = self.query(x).flatten(2).transpose(1, 2)  # (N, HW, D)
+        k = (
+            F.max_pool2d(self.key(x), 2, 2, ceil_mode=True).flatten(2).transpose(1, 2)
+        )  # (N, hw/4, D)
         v = F.max_pool2d(self.value(x), 2, 2, ceil_mode=True).flatten(2).transpose(1, 2)
         y = multi_head_attention(q, k, v, num_heads=1)
         return x + self.out(y.transpose(1, 2).reshape(n, -1, h, w))
@@ -133,15 +138,27 @@ class SIEFPN(FeaturePyramidNetwork):
         gn_groups: GroupNorm groups (default 32).
     """
 
-    def __init__(self, in_channels_list, out_channels, extra_blocks=None, se_reduction=16, nl_reduction=2,
-                 gn_groups=32):
+    def __init__(
+        self,
+        in_channels_list,
+        out_channels,
+        extra_blocks=None,
+        se_reduction=16,
+        nl_reduction=2,
+        gn_groups=32,
+    ):
         super().__init__(in_channels_list, out_channels, extra_blocks=extra_blocks)
         self.lfe = nn.ModuleList(
-            LateralFeatureEnhancement(out_channels, se_reduction, gn_groups) for _ in in_channels_list
+            LateralFeatureEnhancement(out_channels, se_reduction, gn_groups)
+            for _ in in_channels_list
         )
-        self.mic = nn.ModuleList(MultiInfoCompensation(c, out_channels, gn_groups) for c in in_channels_list)
+        self.mic = nn.ModuleList(
+            MultiInfoCompensation(c, out_channels, gn_groups) for c in in_channels_list
+        )
         # gau[i] attends over M_{i+1} before it is upsampled into level i.
-        self.gau = nn.ModuleList(NonLocal2d(out_channels, nl_reduction) for _ in in_channels_list[1:])
+        self.gau = nn.ModuleList(
+            NonLocal2d(out_channels, nl_reduction) for _ in in_channels_list[1:]
+        )
 
     def lateral(self, c, idx):
         return self.lfe[idx](self.inner_blocks[idx](c)) + self.mic[idx](c)
@@ -150,7 +167,9 @@ class SIEFPN(FeaturePyramidNetwork):
         names = list(x.keys())
         feats = list(x.values())
         if len(feats) != len(self.inner_blocks):
-            raise ValueError(f"SIEFPN: expected {len(self.inner_blocks)} feature maps, got {len(feats)}")
+            raise ValueError(
+                f"SIEFPN: expected {len(self.inner_blocks)} feature maps, got {len(feats)}"
+            )
         last = self.lateral(feats[-1], len(feats) - 1)
         results = [self.layer_blocks[-1](last)]
         for idx in range(len(feats) - 2, -1, -1):

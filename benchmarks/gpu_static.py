@@ -52,11 +52,6 @@ from static.gpus import GPUS  # noqa: E402
 from static.gpus import table as gpu_table  # noqa: E402
 
 BACKENDS = ("cuda", "triton")
-KEYS = (
-    "backend", "direction", "dtype", "layout", "shape", "gpu", "regs", "spill_bytes",
-    "occupancy", "instr_per_output", "launches", "workspace_bytes", "memory_us", "issue_us",
-    "est_us", "roofline_us",
-)  # fmt: skip
 
 
 def _choices(value: str, allowed, what: str) -> list[str]:

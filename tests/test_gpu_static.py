@@ -295,7 +295,7 @@ def _clean_env():
 
 SPECIALISATION = """
 import sys, torch
-sys.path.insert(0, "benchmarks")
+sys.path[:0] = [".", "benchmarks"]
 from static import triton_capture as tc
 from static.triton_report import meta_inputs
 import lgf_ops.triton_kernels as K
@@ -311,19 +311,43 @@ for layout in ("nchw", "channels_last"):
         assert all(["tt.divisibility", 16] in b.attrs[(p.num,)] for p in ptrs), b.attrs
         assert b.options.num_warps == launch.kwargs["num_warps"]
         print(layout, launch.name, "unit strides:", ones)
+
+# a launcher in the torch.library.triton_op style (wrap_triton) is captured the same way
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _copy(src, dst, n, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    tl.store(dst + offs, tl.load(src + offs, mask=offs < n), mask=offs < n)
+
+
+def wrapped(x):
+    y = torch.empty_like(x)
+    torch.library.wrap_triton(_copy)[(4,)](x, y, x.numel(), BLOCK=64)
+    return y
+
+
+cap = tc.capture(wrapped, torch.empty(256, device="meta"))
+assert [(la.name, la.programs()) for la in cap.launches] == [("_copy", 4)], cap.launches
+print("wrap_triton captured")
 """
 
 
 @triton_needed
-def test_triton_launch_is_bound_like_jitfunction_run():
+def test_triton_launch_is_bound_like_jitfunction_run(tmp_path):
     """Integers equal to 1 (the unit stride) become constexprs, tensors get 16-byte
     divisibility, num_warps is the launcher's: what JITFunction.run would compile."""
-    cmd = [sys.executable, "-c", SPECIALISATION]
+    script = tmp_path / "specialisation.py"  # triton.jit needs its source in a file
+    script.write_text(SPECIALISATION)
+    cmd = [sys.executable, str(script)]
     proc = subprocess.run(
         cmd, cwd=ROOT, env=_clean_env(), capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
     assert proc.stdout.startswith("nchw ") and "\nchannels_last " in proc.stdout, proc.stdout
+    assert "wrap_triton captured" in proc.stdout
 
 
 def test_gpu_static_runs_and_its_records_are_sane(tmp_path):

@@ -1,26 +1,29 @@
 """``make gpu-check``: everything that needs a GPU, in one unattended run of at most ~10 minutes.
 
-On a machine with an NVIDIA GPU it runs, each step in its own process with its own timeout and
-its output captured (a failing step does not stop the independent ones after it):
+On a machine with an NVIDIA GPU, each step in its own process (group) with its own timeout and
+its output captured; a failing step does not stop the independent steps. Three phases:
 
-  build       python setup.py build_ext --inplace, TORCH_CUDA_ARCH_LIST from the GPU's compute
-              capability, MAX_JOBS from the core count, FORCE_CUDA=1
-  import      the built extension loads and has CUDA kernels
-  stream      the CUDA and Triton backends on a non-default stream (gpu_check_driver.py)
-  device1     tensors on cuda:1 (only with two or more GPUs)
-  test_cuda   pytest tests/test_cuda.py on the GPU
-  sanitizer   compute-sanitizer memcheck, racecheck, synccheck, initcheck (each one the
-              toolkit has) on gpu_check_driver.py smoke: both CUDA kernels, forward and
-              backward, NCHW and channels_last, fp32 and bf16, small shapes
-  test_triton pytest tests/test_triton.py tests/test_blocks.py on the GPU
-  bench       benchmarks/bench_op.py --device cuda (cuda and triton backends against eager and
-              torch.compile), N=2 C=512 H=W=80 (shape A), fp32 and bf16
-  static      benchmarks/gpu_static.py for shape A on this GPU's entry, and a table of the
-              static estimates next to the measured times
+1. alone, in order:
+   build       python setup.py build_ext --inplace, TORCH_CUDA_ARCH_LIST from the GPU's compute
+               capability, MAX_JOBS from the core count, FORCE_CUDA=1
+   import      the built extension loads and has CUDA kernels
+2. at the same time (correctness checks, no timing):
+   stream      the CUDA and Triton backends on a non-default stream (gpu_check_driver.py)
+   device1     tensors on cuda:1 (only with two or more GPUs)
+   test_cuda   pytest tests/test_cuda.py on the GPU
+   sanitizer   compute-sanitizer memcheck, racecheck, synccheck, initcheck (each one the
+               toolkit has) on gpu_check_driver.py smoke: both CUDA kernels, forward and
+               backward, NCHW and channels_last, fp32 and bf16, small shapes
+   test_triton pytest tests/test_triton.py tests/test_blocks.py on the GPU
+   static      benchmarks/gpu_static.py for shape A on this GPU's entry (CPU only)
+3. alone, in order (timings):
+   bench       benchmarks/bench_op.py --device cuda (cuda and triton backends against eager and
+               torch.compile), N=2 C=512 H=W=80 (shape A), fp32, then bf16
 
 It writes ``<output-dir>/gpu_check.json`` (every step's command, status, time and output tail;
-the bench and static results; the comparison) and one log per step, prints a summary, and
-exits 1 if any step failed or was cut by the time budget. Without a GPU it says so and exits 0.
+the bench and static results; the static estimates next to the measured times) and one log per
+step, prints a summary, and exits 1 if any step failed, timed out or was cut by the time
+budget. Without a GPU it says so and exits 0.
 
     python benchmarks/gpu_check.py [--output-dir runs/gpu_check] [--budget-s 600]
 """
@@ -30,6 +33,7 @@ import glob
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -40,6 +44,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 TAIL = 20000  # characters of each step's output kept in the JSON
 SANITIZER_TOOLS = ("memcheck", "racecheck", "synccheck", "initcheck")
+BENCH_RESERVE_S = 200  # kept for the benchmarks when phase 2 sets its timeouts
 
 
 @dataclass
@@ -73,7 +78,7 @@ class Runner:
         bad = [n for n in step.needs if done.get(n) != "passed"]
         return f"needs {', '.join(bad)}, which did not pass" if bad else ""
 
-    def prepare(self, step: Step) -> bool:
+    def prepare(self, step: Step, reserve: float = 0.0) -> bool:
         """Record the step; False when it must not run (a dependency failed, no time left)."""
         self.steps.append(step)
         step.log = os.path.join(self.out_dir, f"{step.name}.log")
@@ -81,41 +86,63 @@ class Runner:
         if blocked:
             step.status, step.reason = "skipped", blocked
             return False
-        if self.remaining() < 15:
+        if self.remaining() - reserve < 15:
             step.status, step.reason = "skipped", "the time budget is used up"
             return False
         return True
 
-    def run(self, step: Step) -> Step:
-        if not self.prepare(step):
-            return step
-        execute(step, min(step.timeout, self.remaining() - 5))
+    def run(self, step: Step, reserve: float = 0.0) -> Step:
+        """Run one step; its timeout leaves `reserve` seconds of the budget to later phases."""
+        if self.prepare(step, reserve):
+            execute(step, min(step.timeout, self.remaining() - reserve - 5))
         return step
+
+    def run_together(self, steps: list[Step], reserve: float = 0.0) -> None:
+        """Independent steps at the same time, each with its own timeout."""
+        todo = []
+        for s in steps:
+            if s.status == "unavailable":  # decided before running (tool not installed)
+                self.steps.append(s)
+            elif self.prepare(s, reserve):
+                todo.append(s)
+        limit = self.remaining() - reserve - 5
+        with ThreadPoolExecutor(max_workers=max(1, len(todo))) as pool:
+            futures = [(s, pool.submit(execute, s, min(s.timeout, limit))) for s in todo]
+        for s, fut in futures:
+            if fut.exception() is not None:
+                s.status, s.reason = "failed", f"the runner failed: {fut.exception()!r}"
+            if s.name.startswith("sanitizer_"):
+                _classify_sanitizer(s)
 
 
 def execute(step: Step, timeout: float) -> None:
-    """Run step.cmd with a timeout; output into step.log and step.output_tail."""
+    """Run step.cmd in its own process group with a timeout (the whole group is killed, so
+    no nvcc, pytest or sanitizer child outlives it); output into step.log and output_tail."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **step.env}
     t0 = time.monotonic()
     with open(step.log, "w") as log:
         log.write(f"$ {' '.join(step.cmd)}\n")
         log.flush()
         try:
-            proc = subprocess.run(
+            proc = subprocess.Popen(
                 step.cmd,
                 cwd=REPO,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                timeout=max(timeout, 1),
                 stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
-            step.returncode = proc.returncode
-            step.status = "passed" if proc.returncode == 0 else "failed"
-        except subprocess.TimeoutExpired:
-            step.status, step.reason = "timeout", f"killed after {timeout:.0f} s"
         except OSError as e:
             step.status, step.reason = "failed", f"could not start: {e}"
+        else:
+            try:
+                step.returncode = proc.wait(timeout=max(timeout, 1))
+                step.status = "passed" if step.returncode == 0 else "failed"
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                step.status, step.reason = "timeout", f"killed after {timeout:.0f} s"
     step.seconds = time.monotonic() - t0
     with open(step.log, errors="replace") as log:
         step.output_tail = log.read()[-TAIL:]
@@ -173,29 +200,39 @@ def triton_version() -> str | None:
 # ----------------------------------------------------------------------------- the steps
 
 
-def build_steps(info: dict, out_dir: str) -> list[Step]:
+def _pytest(*paths: str) -> list[str]:
+    return [sys.executable, "-m", "pytest", "-q", "-rfEs", "-p", "no:cacheprovider", *paths]
+
+
+def build_steps(info: dict) -> list[Step]:
+    """Phase 1: build in place for this machine's GPUs, then check the extension loads."""
     py = sys.executable
-    arch = ";".join(info["capabilities"])
     cuda_home = find_cuda_home()
-    build_env = {
-        "TORCH_CUDA_ARCH_LIST": arch,
+    env = {
+        "TORCH_CUDA_ARCH_LIST": ";".join(info["capabilities"]),
         "MAX_JOBS": str(info["cpus"] or 4),
         "FORCE_CUDA": "1",
         **({"CUDA_HOME": cuda_home} if cuda_home else {}),
     }
     has_cuda = "import lgf_ops, sys; b = lgf_ops.available_backends(); print(b); "
     has_cuda += "sys.exit(0 if 'cuda' in b else 1)"
-    pytest = [py, "-m", "pytest", "-q", "-rfEs", "-p", "no:cacheprovider"]
-    steps = [
-        Step("build", [py, "setup.py", "build_ext", "--inplace"], 330, env=build_env),
+    return [
+        Step("build", [py, "setup.py", "build_ext", "--inplace"], 330, env=env),
         Step("import", [py, "-c", has_cuda], 60, needs=("build",)),
-        Step("stream", [py, "benchmarks/gpu_check_driver.py", "stream"], 120, ("import",)),
     ]
+
+
+def check_steps(info: dict, out_dir: str, gpu_entry: str) -> list[Step]:
+    """Phase 2, run together: correctness on the GPU, and the static report (CPU)."""
+    driver = [sys.executable, "benchmarks/gpu_check_driver.py"]
+    steps = [Step("stream", driver + ["stream"], 120, ("import",))]
     if len(info["devices"]) > 1:
-        steps.append(
-            Step("device1", [py, "benchmarks/gpu_check_driver.py", "device1"], 120, ("import",))
-        )
-    steps.append(Step("test_cuda", pytest + ["tests/test_cuda.py"], 240, ("import",)))
+        steps.append(Step("device1", driver + ["device1"], 120, ("import",)))
+    steps.append(Step("test_cuda", _pytest("tests/test_cuda.py"), 300, ("import",)))
+    steps += sanitizer_steps(out_dir)
+    steps.append(Step("test_triton", _pytest("tests/test_triton.py", "tests/test_blocks.py"), 300))
+    static = [sys.executable, "benchmarks/gpu_static.py", "--shape", "A", "--gpu", gpu_entry]
+    steps.append(Step("static", static + ["--json", os.path.join(out_dir, "gpu_static.json")], 300))
     return steps
 
 
@@ -214,21 +251,6 @@ def sanitizer_steps(out_dir: str) -> list[Step]:
     return steps
 
 
-def run_parallel(runner: Runner, steps: list[Step]) -> None:
-    """Independent processes at once (the sanitizer tools); each keeps its own timeout."""
-    todo = []
-    for s in steps:
-        if s.status == "unavailable":
-            runner.steps.append(s)
-        elif runner.prepare(s):
-            todo.append(s)
-    with ThreadPoolExecutor(max_workers=max(1, len(todo))) as pool:
-        for s in todo:
-            pool.submit(execute, s, min(s.timeout, runner.remaining() - 5))
-    for s in todo:
-        _classify_sanitizer(s)
-
-
 def _classify_sanitizer(step: Step) -> None:
     """A sanitizer that cannot run on this machine or toolkit is unavailable, not a failure."""
     out = step.output_tail
@@ -238,17 +260,13 @@ def _classify_sanitizer(step: Step) -> None:
         step.reason = next(line for line in out.splitlines() if any(u in line for u in unsupported))
 
 
-def later_steps(info: dict, out_dir: str, gpu_entry: str) -> list[Step]:
-    py = sys.executable
-    pytest = [py, "-m", "pytest", "-q", "-rfEs", "-p", "no:cacheprovider"]
-    steps = [Step("test_triton", pytest + ["tests/test_triton.py", "tests/test_blocks.py"], 300)]
+def bench_steps(out_dir: str) -> list[Step]:
+    """Phase 3, one at a time: the timings."""
+    steps = []
     for dtype in ("float32", "bfloat16"):
-        cmd = [py, "benchmarks/bench_op.py", "--device", "cuda", "--dtype", dtype]
+        cmd = [sys.executable, "benchmarks/bench_op.py", "--device", "cuda", "--dtype", dtype]
         cmd += ["--reps", "10", "--json", os.path.join(out_dir, f"bench_op_{dtype}.json")]
         steps.append(Step(f"bench_{dtype}", cmd, 240))
-    static = [py, "benchmarks/gpu_static.py", "--shape", "A", "--gpu", gpu_entry]
-    static += ["--json", os.path.join(out_dir, "gpu_static.json")]
-    steps.append(Step("static", static, 240))
     return steps
 
 
@@ -337,6 +355,10 @@ def no_gpu(out_dir: str, reason: str) -> int:
     return 0
 
 
+def _report(step: Step) -> None:
+    print(f"  {step.name}: {step.status} ({step.seconds:.0f} s)", flush=True)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -364,18 +386,28 @@ def main(argv=None) -> int:
         f"gpu-check on {info['devices']} (sm {info['capabilities']}), budget {args.budget_s:.0f} s"
     )
     runner = Runner(out_dir, args.budget_s)
-    for step in build_steps(info, out_dir):
-        runner.run(step)
-        print(f"  {step.name}: {step.status} ({step.seconds:.0f} s)", flush=True)
-    run_parallel(runner, sanitizer_steps(out_dir))
-    for step in later_steps(info, out_dir, gpu_entry(info)):
-        runner.run(step)
-        print(f"  {step.name}: {step.status} ({step.seconds:.0f} s)", flush=True)
-    ok = all(s.status in ("passed", "unavailable") for s in runner.steps)
+    run_all(runner, info, out_dir)
+    report = write_report(runner, info, out_dir, args.budget_s)
+    print_summary(report)
+    return 0 if report["ok"] else 1
+
+
+def run_all(runner: Runner, info: dict, out_dir: str) -> None:
+    for step in build_steps(info):
+        _report(runner.run(step, reserve=BENCH_RESERVE_S))
+    checks = check_steps(info, out_dir, gpu_entry(info))
+    runner.run_together(checks, reserve=BENCH_RESERVE_S)
+    for step in checks:
+        _report(step)
+    for step in bench_steps(out_dir):
+        _report(runner.run(step))
+
+
+def write_report(runner: Runner, info: dict, out_dir: str, budget_s: float) -> dict:
     report = {
         "status": "ran",
         "machine": info,
-        "budget_s": args.budget_s,
+        "budget_s": budget_s,
         "steps": [asdict(s) for s in runner.steps],
         "bench": {
             d: _load_json(os.path.join(out_dir, f"bench_op_{d}.json"))
@@ -383,13 +415,12 @@ def main(argv=None) -> int:
         },
         "static": _load_json(os.path.join(out_dir, "gpu_static.json")),
         "comparison": comparison(out_dir),
-        "ok": ok,
+        "ok": all(s.status in ("passed", "unavailable") for s in runner.steps),
         "json": os.path.join(out_dir, "gpu_check.json"),
     }
     with open(report["json"], "w") as f:
         json.dump(report, f, indent=1)
-    print_summary(report)
-    return 0 if ok else 1
+    return report
 
 
 if __name__ == "__main__":

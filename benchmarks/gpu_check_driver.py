@@ -5,6 +5,7 @@ process so that compute-sanitizer can wrap the smoke case on its own.
                                                     # fp32 + bf16, a stride-0 dy; vs the reference
     python benchmarks/gpu_check_driver.py stream    # the same on a non-default stream, bitwise
     python benchmarks/gpu_check_driver.py device1   # tensors on cuda:1 (current device cuda:0)
+    python benchmarks/gpu_check_driver.py smoke --device cpu   # the smoke checks on the CPU kernels
 
 Shapes are small and cut every tile size unevenly (C=40, H=19, W=37). Exit status 1 on any
 mismatch, with the case named on stdout.
@@ -70,21 +71,22 @@ def compare(name, got, want, tol) -> bool:
     return ok
 
 
-def smoke() -> bool:
+def smoke(device: str = "cuda") -> bool:
     ok = True
     for dtype in (torch.float32, torch.bfloat16):
         for layout in LAYOUTS:
-            inputs = make_inputs(dtype, layout, "cuda")
+            inputs = make_inputs(dtype, layout, device)
             dys = {
                 "dy random": torch.randn_like(inputs[0]),
-                "dy stride 0": torch.ones((), device="cuda", dtype=dtype).expand_as(inputs[0]),
+                "dy stride 0": torch.ones((), device=device, dtype=dtype).expand_as(inputs[0]),
             }
             for dname, dy in dys.items():
                 name = f"{dtype} {layout} {dname}"
                 good = compare(name, run_op(inputs, dy), reference(inputs, dy), TOL[dtype])
                 print(f"{'ok' if good else 'FAILED'}: smoke {name}")
                 ok &= good
-    torch.cuda.synchronize()
+    if device != "cpu":
+        torch.cuda.synchronize()
     return ok
 
 
@@ -144,7 +146,14 @@ def device1() -> bool:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("case", choices=("smoke", "stream", "device1"))
+    p.add_argument("--device", default="cuda", help="smoke only: cpu checks the CPU kernels")
     args = p.parse_args(argv)
+    if args.device == "cpu":
+        if args.case != "smoke":
+            p.error("--device cpu is for the smoke case")
+        ok = smoke("cpu")
+        print("PASSED" if ok else "FAILED")
+        return 0 if ok else 1
     if not torch.cuda.is_available():
         print("no CUDA GPU visible")
         return 1

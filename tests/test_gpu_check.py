@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
@@ -50,6 +51,18 @@ def test_driver_refuses_without_a_gpu():
     assert proc.returncode == 1 and "no CUDA GPU visible" in proc.stdout
 
 
+def test_driver_smoke_checks_run_on_the_cpu_kernels():
+    """The smoke case's inputs, stride-0 dy and reference comparison, on the CPU kernels."""
+    from lgf_ops import _cpp
+
+    if not _cpp.has_cpu_kernel():
+        pytest.skip("the extension is not built: no CPU kernels")
+    cmd = [PY, "benchmarks/gpu_check_driver.py", "smoke", "--device", "cpu"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("ok: smoke") == 8 and "PASSED" in proc.stdout
+
+
 def _step(name, code, timeout=60, needs=()):
     return gpu_check.Step(name, [PY, "-c", code], timeout, needs)
 
@@ -75,15 +88,36 @@ def test_runner_stops_starting_steps_when_the_budget_is_spent(tmp_path):
     assert s.status == "skipped" and "budget" in s.reason
 
 
-def test_build_steps_take_arch_and_jobs_from_the_machine(tmp_path):
-    steps = {s.name: s for s in gpu_check.build_steps(FAKE_GPU, str(tmp_path))}
-    assert list(steps) == ["build", "import", "stream", "device1", "test_cuda"]
-    env = steps["build"].env
+def test_steps_take_arch_and_jobs_from_the_machine(tmp_path):
+    build = {s.name: s for s in gpu_check.build_steps(FAKE_GPU)}
+    assert list(build) == ["build", "import"] and build["import"].needs == ("build",)
+    env = build["build"].env
     assert env["TORCH_CUDA_ARCH_LIST"] == "9.0" and env["MAX_JOBS"] == "16"
     assert env["FORCE_CUDA"] == "1"
+    checks = {s.name: s for s in gpu_check.check_steps(FAKE_GPU, str(tmp_path), "H200")}
+    assert {"stream", "device1", "test_cuda", "test_triton", "static"} <= set(checks)
+    assert {f"sanitizer_{t}" for t in gpu_check.SANITIZER_TOOLS} <= set(checks)
+    assert all(checks[n].needs == ("import",) for n in ("stream", "device1", "test_cuda"))
+    assert checks["static"].cmd[-2] == "--json" and "H200" in checks["static"].cmd
     one = dict(FAKE_GPU, devices=["NVIDIA H200"])
-    assert "device1" not in [s.name for s in gpu_check.build_steps(one, str(tmp_path))]
-    assert all(steps[n].needs for n in ("import", "stream", "device1", "test_cuda"))
+    assert "device1" not in [s.name for s in gpu_check.check_steps(one, str(tmp_path), "H200")]
+    bench = gpu_check.bench_steps(str(tmp_path))
+    assert [s.name for s in bench] == ["bench_float32", "bench_bfloat16"]
+    assert all("--device" in s.cmd and "cuda" in s.cmd for s in bench)
+
+
+def test_steps_run_together_with_their_own_timeouts(tmp_path):
+    r = gpu_check.Runner(str(tmp_path), budget_s=120)
+    steps = [_step(f"s{k}", "import time; time.sleep(1.5)") for k in range(4)]
+    steps.append(_step("slow", "import time; time.sleep(30)", timeout=2))
+    t0 = __import__("time").monotonic()
+    r.run_together(steps)
+    assert __import__("time").monotonic() - t0 < 10  # not 4 x 1.5 s + 30 s
+    assert [s.status for s in steps] == ["passed"] * 4 + ["timeout"]
+    late = gpu_check.Runner(str(tmp_path), budget_s=100)
+    (cut,) = [_step("cut", "print(1)")]
+    late.run_together([cut], reserve=90)
+    assert cut.status == "skipped" and "budget" in cut.reason
 
 
 def test_sanitizer_steps(monkeypatch, tmp_path):
@@ -133,16 +167,14 @@ def test_comparison_puts_estimates_next_to_measurements(tmp_path):
 
 def test_main_runs_every_step_and_fails_on_any_failure(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(gpu_check, "gpu_info", lambda: dict(FAKE_GPU))
-    monkeypatch.setattr(
-        gpu_check, "build_steps", lambda info, out: [_step("build", "print('built')")]
-    )
-    monkeypatch.setattr(
-        gpu_check,
-        "sanitizer_steps",
-        lambda out: [_step("sanitizer_memcheck", "print('ERROR SUMMARY: 0 errors')")],
-    )
-    later = [_step("test_triton", "import sys; sys.exit(1)"), _step("static", "print('s')")]
-    monkeypatch.setattr(gpu_check, "later_steps", lambda info, out, entry: later)
+    monkeypatch.setattr(gpu_check, "build_steps", lambda info: [_step("build", "print('built')")])
+    checks = [
+        _step("sanitizer_memcheck", "print('ERROR SUMMARY: 0 errors')"),
+        _step("test_triton", "import sys; sys.exit(1)"),
+    ]
+    monkeypatch.setattr(gpu_check, "check_steps", lambda info, out, entry: list(checks))
+    monkeypatch.setattr(gpu_check, "bench_steps", lambda out: [_step("bench_x", "print('b')")])
+    monkeypatch.setattr(gpu_check, "BENCH_RESERVE_S", 10)
     assert gpu_check.main(["--output-dir", str(tmp_path), "--budget-s", "120"]) == 1
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     status = {s["name"]: s["status"] for s in report["steps"]}
@@ -150,10 +182,22 @@ def test_main_runs_every_step_and_fails_on_any_failure(monkeypatch, tmp_path, ca
         "build": "passed",
         "sanitizer_memcheck": "passed",
         "test_triton": "failed",
-        "static": "passed",
+        "bench_x": "passed",
     }
     assert report["ok"] is False and report["machine"]["devices"] == FAKE_GPU["devices"]
     out = capsys.readouterr().out
     assert "gpu-check summary" in out and "FAILED" in out
-    later[0] = _step("test_triton", "print('ok')")
+    checks[1] = _step("test_triton", "print('ok')")
     assert gpu_check.main(["--output-dir", str(tmp_path), "--budget-s", "120"]) == 0
+
+
+def test_driver_comparison_catches_a_wrong_result():
+    import gpu_check_driver as driver
+
+    inputs = driver.make_inputs(torch.float32, "channels_last", "cpu")
+    dy = torch.randn_like(inputs[0])
+    want = driver.reference(inputs, dy)
+    assert driver.compare("same", want, want, 2e-5)
+    wrong = [t.clone() for t in want]
+    wrong[2] = wrong[2] * 1.001  # dweight 0.1% off: 50x the fp32 bound
+    assert not driver.compare("dweight off", wrong, want, 2e-5)

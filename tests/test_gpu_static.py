@@ -380,3 +380,16 @@ def test_gpu_static_runs_and_its_records_are_sane(tmp_path):
         assert r["memory_us"] >= r["roofline_us"] > 0  # every sector touched >= x and y once
         if r["direction"] == "backward":
             assert r["workspace_bytes"] > 0 and r["launches"] >= 2
+
+
+def test_a_binary_without_device_code_is_a_reported_skip():
+    """An extension built without CUDA gives a Skip with the reason, which the tool prints."""
+    from static import cuda_report, cuobjdump
+
+    try:
+        cuobjdump.find_cuobjdump()
+    except cuobjdump.ToolMissing as e:
+        pytest.skip(str(e))
+    cpu_only = os.path.join(os.path.dirname(torch.__file__), "lib", "libc10.so")
+    with pytest.raises(cuda_report.Skip, match="no CUDA device code"):
+        cuda_report.load_kernels(cpu_only)

@@ -25,7 +25,7 @@ the bench and static results; the static estimates next to the measured times) a
 step, prints a summary, and exits 1 if any step failed, timed out or was cut by the time
 budget. Without a GPU it says so and exits 0.
 
-    python benchmarks/gpu_check.py [--output-dir runs/gpu_check] [--budget-s 600]
+    python benchmarks/gpu_check.py [--output-dir runs/gpu_check] [--budget-s 600] [--skip-build]
 """
 
 import argparse
@@ -54,7 +54,7 @@ class Step:
     timeout: float  # seconds, before the budget cut
     needs: tuple = ()  # steps that must have passed
     env: dict = field(default_factory=dict)
-    status: str = "pending"  # passed | failed | timeout | skipped | unavailable
+    status: str = "pending"  # passed | failed | timeout | skipped | unavailable | not run
     reason: str = ""
     returncode: int | None = None
     seconds: float = 0.0
@@ -75,7 +75,7 @@ class Runner:
 
     def _blocked(self, step: Step) -> str:
         done = {s.name: s.status for s in self.steps}
-        bad = [n for n in step.needs if done.get(n) != "passed"]
+        bad = [n for n in step.needs if done.get(n) not in ("passed", "not run")]
         return f"needs {', '.join(bad)}, which did not pass" if bad else ""
 
     def prepare(self, step: Step, reserve: float = 0.0) -> bool:
@@ -93,7 +93,9 @@ class Runner:
 
     def run(self, step: Step, reserve: float = 0.0) -> Step:
         """Run one step; its timeout leaves `reserve` seconds of the budget to later phases."""
-        if self.prepare(step, reserve):
+        if step.status == "not run":
+            self.steps.append(step)
+        elif self.prepare(step, reserve):
             execute(step, min(step.timeout, self.remaining() - reserve - 5))
         return step
 
@@ -101,7 +103,7 @@ class Runner:
         """Independent steps at the same time, each with its own timeout."""
         todo = []
         for s in steps:
-            if s.status == "unavailable":  # decided before running (tool not installed)
+            if s.status in ("unavailable", "not run"):  # decided before running
                 self.steps.append(s)
             elif self.prepare(s, reserve):
                 todo.append(s)
@@ -229,14 +231,14 @@ def check_steps(info: dict, out_dir: str, gpu_entry: str) -> list[Step]:
     if len(info["devices"]) > 1:
         steps.append(Step("device1", driver + ["device1"], 120, ("import",)))
     steps.append(Step("test_cuda", _pytest("tests/test_cuda.py"), 300, ("import",)))
-    steps += sanitizer_steps(out_dir)
+    steps += sanitizer_steps()
     steps.append(Step("test_triton", _pytest("tests/test_triton.py", "tests/test_blocks.py"), 300))
     static = [sys.executable, "benchmarks/gpu_static.py", "--shape", "A", "--gpu", gpu_entry]
     steps.append(Step("static", static + ["--json", os.path.join(out_dir, "gpu_static.json")], 300))
     return steps
 
 
-def sanitizer_steps(out_dir: str) -> list[Step]:
+def sanitizer_steps() -> list[Step]:
     san = find_sanitizer(find_cuda_home())
     driver = [sys.executable, "benchmarks/gpu_check_driver.py", "smoke"]
     env = {"PYTORCH_NO_CUDA_MEMORY_CACHING": "1"}  # so memcheck sees each tensor's own bounds
@@ -252,12 +254,16 @@ def sanitizer_steps(out_dir: str) -> list[Step]:
 
 
 def _classify_sanitizer(step: Step) -> None:
-    """A sanitizer that cannot run on this machine or toolkit is unavailable, not a failure."""
-    out = step.output_tail
-    unsupported = ("Device not supported", "not supported on this", "Invalid tool", "Unknown tool")
-    if step.status != "passed" and any(u in out for u in unsupported):
-        step.status = "unavailable"
-        step.reason = next(line for line in out.splitlines() if any(u in line for u in unsupported))
+    """A sanitizer that says it cannot run here (its own "=========" lines: the device or the
+    tool is not supported) is unavailable, not a failure."""
+    unsupported = ("Device not supported", "not supported on this", "Unrecognized", "Unknown tool")
+    said = [
+        line
+        for line in step.output_tail.splitlines()
+        if line.startswith("=========") and any(u in line for u in unsupported)
+    ]
+    if step.status != "passed" and said:
+        step.status, step.reason = "unavailable", said[0]
 
 
 def bench_steps(out_dir: str) -> list[Step]:
@@ -365,6 +371,11 @@ def main(argv=None) -> int:
     )
     p.add_argument("--output-dir", default=os.path.join(REPO, "runs", "gpu_check"))
     p.add_argument("--budget-s", type=float, default=600.0, help="total time budget (seconds)")
+    p.add_argument(
+        "--skip-build",
+        action="store_true",
+        help="use the extension already built in place (e.g. by an earlier gpu-check)",
+    )
     args = p.parse_args(argv)
     out_dir = os.path.abspath(args.output_dir)
     os.makedirs(out_dir, exist_ok=True)
@@ -386,14 +397,16 @@ def main(argv=None) -> int:
         f"gpu-check on {info['devices']} (sm {info['capabilities']}), budget {args.budget_s:.0f} s"
     )
     runner = Runner(out_dir, args.budget_s)
-    run_all(runner, info, out_dir)
+    run_all(runner, info, out_dir, args.skip_build)
     report = write_report(runner, info, out_dir, args.budget_s)
     print_summary(report)
     return 0 if report["ok"] else 1
 
 
-def run_all(runner: Runner, info: dict, out_dir: str) -> None:
+def run_all(runner: Runner, info: dict, out_dir: str, skip_build: bool = False) -> None:
     for step in build_steps(info):
+        if skip_build and step.name == "build":
+            step.status, step.reason = "not run", "--skip-build"
         _report(runner.run(step, reserve=BENCH_RESERVE_S))
     checks = check_steps(info, out_dir, gpu_entry(info))
     runner.run_together(checks, reserve=BENCH_RESERVE_S)
@@ -415,7 +428,7 @@ def write_report(runner: Runner, info: dict, out_dir: str, budget_s: float) -> d
         },
         "static": _load_json(os.path.join(out_dir, "gpu_static.json")),
         "comparison": comparison(out_dir),
-        "ok": all(s.status in ("passed", "unavailable") for s in runner.steps),
+        "ok": all(s.status in ("passed", "unavailable", "not run") for s in runner.steps),
         "json": os.path.join(out_dir, "gpu_check.json"),
     }
     with open(report["json"], "w") as f:

@@ -120,19 +120,25 @@ def test_steps_run_together_with_their_own_timeouts(tmp_path):
     assert cut.status == "skipped" and "budget" in cut.reason
 
 
-def test_sanitizer_steps(monkeypatch, tmp_path):
+def test_sanitizer_steps(monkeypatch):
     monkeypatch.setattr(gpu_check, "find_sanitizer", lambda home: None)
-    steps = gpu_check.sanitizer_steps(str(tmp_path))
+    steps = gpu_check.sanitizer_steps()
     assert [s.name for s in steps] == [f"sanitizer_{t}" for t in gpu_check.SANITIZER_TOOLS]
     assert all(s.status == "unavailable" and "not found" in s.reason for s in steps)
     monkeypatch.setattr(gpu_check, "find_sanitizer", lambda home: "/opt/cs/compute-sanitizer")
-    for tool, s in zip(gpu_check.SANITIZER_TOOLS, gpu_check.sanitizer_steps(str(tmp_path))):
+    for tool, s in zip(gpu_check.SANITIZER_TOOLS, gpu_check.sanitizer_steps()):
         assert s.status == "pending" and s.cmd[:3] == ["/opt/cs/compute-sanitizer", "--tool", tool]
         assert "--error-exitcode" in s.cmd and s.cmd[-1] == "smoke"
     failed = gpu_check.Step("sanitizer_memcheck", [], 1, status="failed")
     failed.output_tail = "========= Error: Device not supported\n"
     gpu_check._classify_sanitizer(failed)
     assert failed.status == "unavailable" and "Device not supported" in failed.reason
+    real = gpu_check.Step("sanitizer_racecheck", [], 1, status="failed")
+    real.output_tail = (
+        "MISMATCH ... Device not supported by us\n========= ERROR SUMMARY: 2 errors\n"
+    )
+    gpu_check._classify_sanitizer(real)
+    assert real.status == "failed"
 
 
 def test_gpu_entry():
@@ -189,6 +195,10 @@ def test_main_runs_every_step_and_fails_on_any_failure(monkeypatch, tmp_path, ca
     assert "gpu-check summary" in out and "FAILED" in out
     checks[1] = _step("test_triton", "print('ok')")
     assert gpu_check.main(["--output-dir", str(tmp_path), "--budget-s", "120"]) == 0
+    args = ["--output-dir", str(tmp_path), "--budget-s", "120", "--skip-build"]
+    assert gpu_check.main(args) == 0
+    steps = json.loads((tmp_path / "gpu_check.json").read_text())["steps"]
+    assert (steps[0]["name"], steps[0]["status"]) == ("build", "not run")
 
 
 def test_driver_comparison_catches_a_wrong_result():

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import glob
 import os
 import re
+import sysconfig
 from dataclasses import dataclass
 
 import torch
@@ -59,11 +59,11 @@ def demangle(name: str) -> tuple[str, str]:
 
 
 def extension_path() -> str:
-    pkg = os.path.join(cuda_plans.REPO, "lgf_ops")
-    found = sorted(glob.glob(os.path.join(pkg, "_C*.so")))
-    if not found:
-        raise Skip(f"no built extension lgf_ops/_C*.so under {pkg} (build it first)")
-    return found[0]
+    """The lgf_ops/_C*.so this Python loads (its own ABI suffix, in this checkout)."""
+    path = os.path.join(cuda_plans.REPO, "lgf_ops", "_C" + sysconfig.get_config_var("EXT_SUFFIX"))
+    if not os.path.exists(path):
+        raise Skip(f"the extension is not built: no {path} (build it first)")
+    return path
 
 
 def _arch(a: str) -> str:

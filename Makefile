@@ -3,6 +3,7 @@
 # make demo   : same setup, then a short baseline-vs-LGF training demo on synthetic data.
 # make bench  : the kernel benchmark (benchmarks/bench_op.py) on CPU.
 # make build  : rebuild the extension in place (incremental, for development).
+# make lint   : ruff check and ruff format --check over the repository (pyproject.toml).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -17,7 +18,7 @@ export TORCH_CUDA_ARCH_LIST ?= 8.0;9.0+PTX
 
 SOURCES := setup.py $(wildcard csrc/*.h csrc/*.cpp csrc/cpu/*.h csrc/cpu/*.cpp csrc/cuda/*.cu csrc/cuda/*.cuh csrc/cuda/*.h)
 
-.PHONY: test demo bench build install clean
+.PHONY: test demo bench build install clean lint
 
 $(VENV)/.deps: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +40,10 @@ demo: install
 
 bench: install
 	$(PY) benchmarks/bench_op.py
+
+lint: $(VENV)/.deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 build: $(VENV)/.deps
 	$(PY) setup.py build_ext --inplace

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+__all__ = ["TrainConfig", "RUNTIME_FIELDS"]
+
 
 @dataclass
 class TrainConfig:

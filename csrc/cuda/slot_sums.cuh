@@ -1,0 +1,53 @@
+// The backward's per-channel partial sums (the PartialSlot sums of lgf_math.h): accumulated per
+// thread in registers, then reduced over the block in a fixed order (no atomics), so the
+// gradients are bitwise reproducible run to run.
+#pragma once
+
+#include "cuda/tile_plan.cuh"
+#include "lgf_math.h"
+
+namespace lgf {
+namespace cuda {
+
+// Adds one pixel's contributions; p = x around the pixel (p[i * 3 + j] = x[h - 1 + i, w - 1 + j]).
+template <typename T>
+__device__ __forceinline__ void add_slots(T (&acc)[NUM_SLOTS], const PointGrad<T>& pg, T l, T dy, const T (&p)[9]) {
+  acc[S_MIX] += dy * pg.mix;
+  acc[S_TSG] += pg.tsg;
+  acc[S_DZL] += pg.dzl;
+  acc[S_DZG] += pg.dzg;
+  acc[S_DZL_L] += pg.dzl * l;
+  acc[S_DZG_L] += pg.dzg * l;
+  acc[S_DL] += pg.dl;
+#pragma unroll
+  for (int k = 0; k < 9; ++k) acc[S_DW0 + k] += pg.dl * p[k];
+}
+
+// Sums acc over the threads of the block that share a channel: thread t works on channel
+// t % CB (CB = 1: the whole block on one channel). Every thread puts its 16 sums into red
+// (red[slot * kSlotStride + t]); then each (slot, channel) pair is summed by kThreads / (16 CB)
+// neighbouring threads, each over 16 threads' values in thread order, and a butterfly over those
+// lanes combines their results. out(slot, channel, value) is called once per pair. red may
+// overlay the tiles: the first barrier waits for their readers. Every thread of the block must
+// call this.
+template <int CB, typename T, typename Out>
+__device__ __forceinline__ void block_reduce_slots(const T (&acc)[NUM_SLOTS], T* red, Out out) {
+  constexpr int kPairs = NUM_SLOTS * CB, kPerPair = kThreads / kPairs, kEach = kThreads / CB / kPerPair;
+  static_assert(kThreads % kPairs == 0 && 32 % kPerPair == 0, "pairs must split the block and warps evenly");
+  const int tid = threadIdx.x;
+  __syncthreads();
+#pragma unroll
+  for (int s = 0; s < NUM_SLOTS; ++s) red[s * kSlotStride + tid] = acc[s];
+  __syncthreads();
+  const int part = tid % kPerPair, pair = tid / kPerPair, s = pair / CB, c = pair % CB;
+  const T* col = red + s * kSlotStride + part * CB + c;
+  T v = col[0];
+#pragma unroll
+  for (int i = 1; i < kEach; ++i) v += col[i * kPerPair * CB];
+#pragma unroll
+  for (int off = kPerPair / 2; off >= 1; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+  if (part == 0) out(s, c, v);
+}
+
+}  // namespace cuda
+}  // namespace lgf

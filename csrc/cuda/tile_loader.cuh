@@ -1,0 +1,106 @@
+// Copies a tile (with its halo) of x or dy from global into shared memory: every thread issues
+// all its copies before anyone waits (cp.async with zero fill outside the tensor), so a thread
+// has several loads in flight and no registers hold them. The data stays in the input dtype in
+// shared memory; the compute converts on read.
+//
+// A region is `rows` rows of 16-byte vectors; thread t owns one vector column of it and copies
+// rows r, r + rp, r + 2 rp, ... (rp = rows the block covers per pass). The fast path (kVec)
+// copies whole vectors; the other copies element by element through the tensor's own strides
+// (any strides, stride 0 included). The two are separate instantiations, so neither carries
+// the other's code.
+#pragma once
+
+#include "cuda/tile_plan.cuh"
+
+namespace lgf {
+namespace cuda {
+
+template <typename scalar_t>
+struct Region {
+  const scalar_t* origin;  // the tensor's element at the tile origin (valid: the tile is not empty)
+  scalar_t* smem;          // shared-memory row 0 of the region
+  int srow;                // shared row stride (elements)
+  int row0, rows;          // image row of region row 0, relative to the tile origin; region rows
+  int h_begin, h_end;      // relative image rows inside the tensor: [h_begin, h_end)
+  int sh, es;              // row stride; element stride inside a vector (element-wise copies)
+};
+
+// This thread's vector column of a region.
+struct LoadColumn {
+  int row;   // first region row it copies (>= rows: none)
+  int goff;  // offset of the vector's first element from the tile origin, without the row part
+  int scol;  // shared-memory column of that element
+  int nv;    // elements of the vector inside the tensor (a prefix of it; 0 = none)
+};
+
+template <typename scalar_t>
+__device__ __forceinline__ void copy_element(scalar_t* dst, const scalar_t* src, bool valid, const scalar_t* safe) {
+  if constexpr (sizeof(scalar_t) >= 4) {
+    async_copy<sizeof(scalar_t)>(dst, valid ? src : safe, valid);
+  } else {  // cp.async has no 2-byte copy: a plain load and store
+    *dst = valid ? *src : scalar_t(0);
+  }
+}
+
+// Issues this thread's copies of a region (complete after async_copy_wait_all()).
+template <bool kVec, typename scalar_t>
+__device__ __forceinline__ void copy_region(const Region<scalar_t>& g, const LoadColumn& col, int rp) {
+  constexpr int V = kVecElems<scalar_t>;
+  if constexpr (kVec) {
+    for (int r = col.row; r < g.rows; r += rp) {
+      const int hr = g.row0 + r;
+      const bool ok = col.nv > 0 && hr >= g.h_begin && hr < g.h_end;
+      async_copy<16>(g.smem + r * g.srow + col.scol, ok ? g.origin + (hr * g.sh + col.goff) : g.origin, ok);
+    }
+  } else {
+    for (int r = col.row; r < g.rows; r += rp) {
+      const int hr = g.row0 + r;
+      const bool row_in = hr >= g.h_begin && hr < g.h_end;
+      scalar_t* dst = g.smem + r * g.srow + col.scol;
+      const scalar_t* src = g.origin + (hr * g.sh + col.goff);
+#pragma unroll
+      for (int j = 0; j < V; ++j) copy_element(dst + j, src + j * g.es, row_in && j < col.nv, g.origin);
+    }
+  }
+}
+
+// NCHW: the region spans vector columns -1 .. twv of the tile (one vector of halo on each side);
+// thread t takes column t % rwv and rows from t / rwv.
+template <typename scalar_t>
+__device__ __forceinline__ LoadColumn nchw_load_column(const TileSource<scalar_t>& src, const NchwPlan& p, int tid,
+                                                       int w0, int W) {
+  constexpr int V = kVecElems<scalar_t>;
+  const int r = static_cast<int>(p.div_rwv.div(tid)), v = tid - r * p.rwv;
+  const int w = w0 + (v - 1) * V;  // first column of the vector
+  LoadColumn c;
+  c.row = r < p.rp ? r : (1 << 30);
+  c.goff = (v - 1) * V * static_cast<int>(src.sw);
+  c.scol = v * V;
+  c.nv = w < 0 ? 0 : std::min(V, std::max(0, W - w));
+  return c;
+}
+
+// NHWC: the region is PW pixels (HALO of them on each side) x CB channels per row, the channels
+// of a pixel in CB / V vectors; thread t takes vector t % (PW * CB / V) of a row.
+template <int CB, int PW, int HALO, typename scalar_t>
+__device__ __forceinline__ LoadColumn nhwc_load_column(const TileSource<scalar_t>& src, int tid, int w0, int W,
+                                                       int c0, int C) {
+  constexpr int V = kVecElems<scalar_t>, VPP = CB / V, RWV = PW * VPP, RP = kThreads / RWV;
+  static_assert(CB % V == 0 && RP >= 1, "NHWC tile rows");
+  const int r = tid / RWV, v = tid % RWV, px = v / VPP, q = v % VPP;
+  const int w = w0 - HALO + px, ch = c0 + q * V;
+  LoadColumn c;
+  c.row = r < RP ? r : (1 << 30);
+  c.goff = (px - HALO) * static_cast<int>(src.sw) + q * V * static_cast<int>(src.sc);
+  c.scol = px * CB + q * V;
+  c.nv = (w >= 0 && w < W) ? std::min(V, std::max(0, C - ch)) : 0;
+  return c;
+}
+
+template <int CB, int PW, typename scalar_t>
+constexpr int nhwc_rows_per_pass() {
+  return kThreads / (PW * CB / kVecElems<scalar_t>);
+}
+
+}  // namespace cuda
+}  // namespace lgf

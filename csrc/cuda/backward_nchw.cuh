@@ -22,35 +22,48 @@
 namespace lgf {
 namespace cuda {
 
-template <typename T>
-constexpr int kBackwardMinBlocks = sizeof(T) == 8 ? 2 : 3;
+// Resident blocks per SM the backward kernels are compiled for: 2 leaves them 128 registers per
+// thread (the 16 slot sums, the 9 taps and the rolling windows stay in registers; at 3 blocks
+// = 80 registers the compiler spills or re-reads). Their copies are cp.async, which need no
+// registers, so 2 blocks of 8 warps still keep tens of KB per SM in flight.
+constexpr int kBackwardMinBlocks = 2;
+
+// Pixels a thread handles at once inside its vector: 4 (fewer registers live than a whole
+// 8-element bfloat16 / float16 vector).
+template <int V>
+constexpr int kChunk = V < 4 ? V : 4;
 
 // dl of the V pixels of one row under this thread's vector, from the x row windows a, b, c
-// around them and their dy (shared, at dyp); stored to dlp. Pixels of the tile (own) that lie
-// in the image add their slot sums; dl is 0 outside the image.
-template <int V, typename T, typename scalar_t>
+// around them and their dy (shared, at dyp); stored to dlp. valid: the row is in the image and
+// so is the vector's first pixel (kVec: the whole vector); else dl is 0. Pixels of the tile
+// (own) in the image add their slot sums.
+template <bool kVec, int V, typename T, typename scalar_t>
 __device__ __forceinline__ void nchw_dl_vector(const T (&a)[V + 2], const T (&b)[V + 2], const T (&c)[V + 2],
-                                               const scalar_t* dyp, T* dlp, const ChannelParams<T>& cp, bool row_in,
+                                               const scalar_t* dyp, T* dlp, const ChannelParams<T>& cp, bool valid,
                                                int nv, bool own, T (&acc)[NUM_SLOTS]) {
-  T dl[V];
-  if (row_in) {
-    T d[V];
-    load_vector<V>(dyp, d);
+  constexpr int E = kChunk<V>;
 #pragma unroll
-    for (int j = 0; j < V; ++j) {
-      T px[9];
-      gather3x3<V>(a, b, c, j, px);
-      const T l = conv3x3(cp.f, cp.bias, px);
-      const PointGrad<T> pg = backward_point(l, d[j], cp.k);
-      const bool in = j < nv;
-      dl[j] = in ? pg.dl : T(0);
-      if (own && in) add_slots(acc, pg, l, d[j], px);
+  for (int j0 = 0; j0 < V; j0 += E) {
+    T dl[E];
+    if (valid) {
+      T d[E];
+      load_vector<E>(dyp + j0, d);
+#pragma unroll
+      for (int e = 0; e < E; ++e) {
+        T px[9];
+        gather3x3<V>(a, b, c, j0 + e, px);
+        const T l = conv3x3(cp.f, cp.bias, px);
+        const PointGrad<T> pg = backward_point(l, d[e], cp.k);
+        const bool in = kVec || j0 + e < nv;
+        dl[e] = in ? pg.dl : T(0);
+        add_slots(acc, pg, l, d[e], px, own && in);
+      }
+    } else {
+#pragma unroll
+      for (int e = 0; e < E; ++e) dl[e] = T(0);
     }
-  } else {
-#pragma unroll
-    for (int j = 0; j < V; ++j) dl[j] = T(0);
+    store_vector<E>(dlp + j0, dl);
   }
-  store_vector<V>(dlp, dl);
 }
 
 // dl of one pixel whose 3x3 window of x starts at x0 (shared rows sw apart) and whose dy is at dyp.
@@ -76,7 +89,7 @@ struct NchwBackwardTile {
   int sw, h0, w0, H, W;
 };
 
-template <bool kChunked, typename scalar_t, typename T>
+template <bool kVec, bool kChunked, typename scalar_t, typename T>
 __device__ __forceinline__ void nchw_dl_phase(const NchwBackwardTile<scalar_t, T>& s, const NchwPlan& g, int tr,
                                               int tq, int nv, const ChannelParams<T>& cp, T (&acc)[NUM_SLOTS]) {
   constexpr int V = kVecElems<scalar_t>, R = kNchwRows;
@@ -89,9 +102,9 @@ __device__ __forceinline__ void nchw_dl_phase(const NchwBackwardTile<scalar_t, T
   for (int i = 0; i < R; ++i) {
     load_row_window<V>(xc + (r0 + i + 2) * sw, win[(i + 2) % 3]);
     const int d = r0 - 1 + i;
-    nchw_dl_vector<V>(win[i % 3], win[(i + 1) % 3], win[(i + 2) % 3], s.dys + (r0 + i) * sw + col,
-                      s.dls + (r0 + i) * sw + col, cp, static_cast<unsigned>(s.h0 + d) < static_cast<unsigned>(s.H),
-                      nv, d >= 0 && d < g.th, acc);
+    const bool valid = static_cast<unsigned>(s.h0 + d) < static_cast<unsigned>(s.H) && nv > 0;
+    nchw_dl_vector<kVec, V>(win[i % 3], win[(i + 1) % 3], win[(i + 2) % 3], s.dys + (r0 + i) * sw + col,
+                            s.dls + (r0 + i) * sw + col, cp, valid, nv, d >= 0 && d < g.th, acc);
   }
   if constexpr (kChunked) {  // the dl columns left and right of the tile
     const bool left = tq == 0, right = tq == g.twv - 1;
@@ -126,21 +139,25 @@ __device__ __forceinline__ void nchw_dx_phase(const NchwBackwardTile<scalar_t, T
     if (r >= g.th) break;  // the last thread row has R - 2 rows
     load_row_window<V>(dc + (r + 2) * sw, win[(i + 2) % 3]);
     if (s.h0 + r < s.H) {
-      T d[V], out[V];
-      load_vector<V>(s.dys + (r + 1) * sw + col, d);
+      constexpr int E = kChunk<V>;
 #pragma unroll
-      for (int j = 0; j < V; ++j) {
-        T px[9];
-        gather3x3<V>(win[i % 3], win[(i + 1) % 3], win[(i + 2) % 3], j, px);
-        out[j] = conv3x3_rot(cp.f, d[j], px);
+      for (int j0 = 0; j0 < V; j0 += E) {
+        T d[E], out[E];
+        load_vector<E>(s.dys + (r + 1) * sw + col + j0, d);
+#pragma unroll
+        for (int e = 0; e < E; ++e) {
+          T px[9];
+          gather3x3<V>(win[i % 3], win[(i + 1) % 3], win[(i + 2) % 3], j0 + e, px);
+          out[e] = conv3x3_rot(cp.f, d[e], px);
+        }
+        store_outputs<kVec>(dxt + r * s.W + tq * V + j0, out, nv - j0);
       }
-      store_outputs<kVec>(dxt + r * s.W + tq * V, out, nv);
     }
   }
 }
 
 template <typename scalar_t, typename T, bool kVec, bool kChunked>
-__global__ void __launch_bounds__(kThreads, kBackwardMinBlocks<T>)
+__global__ void __launch_bounds__(kThreads, kBackwardMinBlocks)
     backward_nchw_kernel(TileSource<scalar_t> dy, TileSource<scalar_t> x, scalar_t* __restrict__ dx,
                          ParamView<scalar_t> p, T* __restrict__ ws, NchwPlan g, int H, int W) {
   constexpr int V = kVecElems<scalar_t>;
@@ -154,7 +171,8 @@ __global__ void __launch_bounds__(kThreads, kBackwardMinBlocks<T>)
   const int tr = static_cast<int>(g.div_twv.div(tid)), tq = tid - tr * g.twv;
   const bool active = tr < g.tr;
   const int nv = std::min(V, W - (w0 + tq * V));
-  const LoadColumn xcol = nchw_load_column(x, g, tid, w0, W), dcol = nchw_load_column(dy, g, tid, w0, W);
+  const LoadColumn xcol = nchw_load_column(x, g, tid, g.th + 4, w0, W);
+  const LoadColumn dcol = nchw_load_column(dy, g, tid, g.th + 2, w0, W);
   if constexpr (!kChunked) {  // whole rows: the dl columns left and right of the tile are outside the image
     for (int k = tid; k < 2 * (g.th + 2); k += kThreads) dls[(k >> 1) * g.sw + ((k & 1) ? V + g.tw : V - 1)] = T(0);
   }
@@ -174,7 +192,7 @@ __global__ void __launch_bounds__(kThreads, kBackwardMinBlocks<T>)
     async_copy_wait_all();
     __syncthreads();
     const NchwBackwardTile<scalar_t, T> s{xs, dys, dls, g.sw, h0, w0, H, W};
-    if (active) nchw_dl_phase<kChunked>(s, g, tr, tq, nv, cp, acc);
+    if (active) nchw_dl_phase<kVec, kChunked>(s, g, tr, tq, nv, cp, acc);
     __syncthreads();
     if (active && nv > 0) {
       nchw_dx_phase<kVec>(s, g, dx + ((int64_t(it.n) * p.C + it.c) * H + h0) * W + w0, tr, tq, nv, cp);

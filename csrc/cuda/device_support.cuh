@@ -27,36 +27,37 @@ __device__ __forceinline__ T* dynamic_smem() {
 #endif
 }
 
-// 16 bytes, the unit of the vector loads and stores.
-template <typename S>
-struct alignas(16) Vec16 {
-  static constexpr int kElems = 16 / static_cast<int>(sizeof(S));
-  S v[kElems];
+// N elements moved as one access (N * sizeof(S) = 4, 8 or 16 bytes; larger packs are moved in
+// 16-byte pieces), aligned to its size.
+template <typename S, int N>
+struct alignas(N * sizeof(S) >= 16 ? 16 : N * sizeof(S)) Pack {
+  S v[N];
 };
 
-template <typename S>
-__device__ __forceinline__ Vec16<S> load_vec16(const S* p) {
+template <int N, typename S>
+__device__ __forceinline__ Pack<S, N> load_pack(const S* p) {
 #if defined(__CUDACC__)
-  return *reinterpret_cast<const Vec16<S>*>(p);
+  return *reinterpret_cast<const Pack<S, N>*>(p);
 #else
-  Vec16<S> r;
-  std::memcpy(&r, p, 16);
+  Pack<S, N> r;
+  std::memcpy(&r, p, sizeof(r));
   return r;
 #endif
 }
 
-template <typename S>
-__device__ __forceinline__ void store_vec16(S* p, const Vec16<S>& v) {
+template <int N, typename S>
+__device__ __forceinline__ void store_pack(S* p, const Pack<S, N>& v) {
 #if defined(__CUDACC__)
-  *reinterpret_cast<Vec16<S>*>(p) = v;
+  *reinterpret_cast<Pack<S, N>*>(p) = v;
 #else
-  std::memcpy(p, &v, 16);
+  std::memcpy(p, &v, sizeof(v));
 #endif
 }
 
 // Copies `bytes` (4, 8 or 16) from global src to shared dst without a register round trip, or
-// writes zeros there when !valid (src is then not read, but must still be a valid address).
-// The copies are asynchronous until async_copy_wait_all(); the emulation copies at once.
+// writes zeros there when !valid: cp.async with a source size of 0, which reads nothing (src
+// may then point anywhere). The copies are asynchronous until async_copy_wait_all(); the
+// emulation copies at once.
 template <int bytes>
 __device__ __forceinline__ void async_copy(void* dst, const void* src, bool valid) {
   static_assert(bytes == 4 || bytes == 8 || bytes == 16, "cp.async copies 4, 8 or 16 bytes");
@@ -81,6 +82,19 @@ __device__ __forceinline__ void async_copy(void* dst, const void* src, bool vali
 __device__ __forceinline__ void async_copy_wait_all() {
 #if defined(__CUDACC__) && __CUDA_ARCH__ >= 800
   asm volatile("cp.async.wait_all;\n" ::: "memory");
+#endif
+}
+
+// v, opaque to the optimiser: what is computed from it inside a loop stays in the loop (a few
+// instructions per trip) instead of being hoisted out and kept live, or spilled, across the
+// loop body. Used where register pressure is at the launch bound's limit.
+__device__ __forceinline__ int opaque(int v) {
+#if defined(__CUDACC__)
+  int r;
+  asm volatile("mov.b32 %0, %1;" : "=r"(r) : "r"(v));
+  return r;
+#else
+  return v;
 #endif
 }
 

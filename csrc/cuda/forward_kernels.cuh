@@ -29,7 +29,7 @@ __global__ void __launch_bounds__(kThreads)
   const ChannelParams<T> cp = channel_params<T>(p, it.n, it.c);
   const Region<scalar_t> reg{x.at(it.n, it.c, h0, w0), tile, g.sw, -1, g.th + 2, -h0, H - h0,
                              static_cast<int>(x.sh), static_cast<int>(x.sw)};
-  copy_region<kVec>(reg, nchw_load_column(x, g, tid, w0, W), g.rp);
+  copy_region<kVec>(reg, nchw_load_column(x, g, tid, g.th + 2, w0, W), g.rp);
   async_copy_wait_all();
   __syncthreads();
 
@@ -74,7 +74,8 @@ __global__ void __launch_bounds__(kThreads)
   const ChannelParams<T> cp = channel_params<T>(p, it.n, std::min(c, C - 1));
   const Region<scalar_t> reg{x.at(it.n, c0, h0, w0), tile, PW * CB, -1, TH + 2, -h0, H - h0,
                              static_cast<int>(x.sh), static_cast<int>(x.sc)};
-  copy_region<kVec>(reg, nhwc_load_column<CB, PW, 1>(x, tid, w0, W, c0, C), nhwc_rows_per_pass<CB, PW, scalar_t>());
+  copy_region<kVec>(reg, nhwc_load_column<CB, PW, 1, TH + 2>(x, tid, w0, W, c0, C),
+                    nhwc_rows_per_pass<CB, PW, scalar_t>());
   async_copy_wait_all();
   __syncthreads();
 
@@ -84,21 +85,24 @@ __global__ void __launch_bounds__(kThreads)
   for (int i = 0; i < TH * SEGS / G; ++i) {
     const int u = grp + i * G, r = u / SEGS, q0 = (u % SEGS) * K;
     if (h0 + r >= H) break;
+    const int cols_in = W - w0 - q0;
     const scalar_t* s = tile + (r * PW + q0) * CB + cx;  // x[h0 + r - 1, w0 + q0 - 1]
+    scalar_t* out = yt + (int64_t(r) * W + q0) * C;
     T win[3][3];                                         // [row][column mod 3]
 #pragma unroll
     for (int k = 0; k < K + 2; ++k) {
 #pragma unroll
       for (int a = 0; a < 3; ++a) win[a][k % 3] = static_cast<T>(s[(a * PW + k) * CB]);
-      const int q = q0 + k - 2;  // output column of the window that is now complete
-      if (k >= 2 && w0 + q < W) {
-        T px[9];
+      if (k < 2) continue;
+      const int q = k - 2;  // the output whose window is now complete
+      T px[9];
 #pragma unroll
-        for (int a = 0; a < 3; ++a)
+      for (int a = 0; a < 3; ++a)
 #pragma unroll
-          for (int b = 0; b < 3; ++b) px[a * 3 + b] = win[a][(k - 2 + b) % 3];
-        yt[(r * W + q) * C] = static_cast<scalar_t>(forward_point(px[4], conv3x3(cp.f, cp.bias, px), cp.k));
-      }
+        for (int b = 0; b < 3; ++b) px[a * 3 + b] = win[a][(q + b) % 3];
+      const T v = forward_point(px[4], conv3x3(cp.f, cp.bias, px), cp.k);
+      if (q < cols_in) *out = static_cast<scalar_t>(v);
+      out += C;
     }
   }
 }

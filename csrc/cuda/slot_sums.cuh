@@ -9,18 +9,24 @@
 namespace lgf {
 namespace cuda {
 
-// Adds one pixel's contributions; p = x around the pixel (p[i * 3 + j] = x[h - 1 + i, w - 1 + j]).
+// Adds one pixel's contributions when `take`; p = x around the pixel (p[i * 3 + j] =
+// x[h - 1 + i, w - 1 + j]). Written as selects, which nvcc turns into predicated FFMAs rather
+// than a branch around them.
 template <typename T>
-__device__ __forceinline__ void add_slots(T (&acc)[NUM_SLOTS], const PointGrad<T>& pg, T l, T dy, const T (&p)[9]) {
-  acc[S_MIX] += dy * pg.mix;
-  acc[S_TSG] += pg.tsg;
-  acc[S_DZL] += pg.dzl;
-  acc[S_DZG] += pg.dzg;
-  acc[S_DZL_L] += pg.dzl * l;
-  acc[S_DZG_L] += pg.dzg * l;
-  acc[S_DL] += pg.dl;
+__device__ __forceinline__ void add_slots(T (&acc)[NUM_SLOTS], const PointGrad<T>& pg, T l, T dy, const T (&p)[9],
+                                          bool take) {
+  T v[NUM_SLOTS];
+  v[S_MIX] = acc[S_MIX] + dy * pg.mix;
+  v[S_TSG] = acc[S_TSG] + pg.tsg;
+  v[S_DZL] = acc[S_DZL] + pg.dzl;
+  v[S_DZG] = acc[S_DZG] + pg.dzg;
+  v[S_DZL_L] = acc[S_DZL_L] + pg.dzl * l;
+  v[S_DZG_L] = acc[S_DZG_L] + pg.dzg * l;
+  v[S_DL] = acc[S_DL] + pg.dl;
 #pragma unroll
-  for (int k = 0; k < 9; ++k) acc[S_DW0 + k] += pg.dl * p[k];
+  for (int k = 0; k < 9; ++k) v[S_DW0 + k] = acc[S_DW0 + k] + pg.dl * p[k];
+#pragma unroll
+  for (int s = 0; s < NUM_SLOTS; ++s) acc[s] = take ? v[s] : acc[s];
 }
 
 // Sums acc over the threads of the block that share a channel: thread t works on channel

@@ -7,62 +7,68 @@
 // of three values per output.
 #pragma once
 
+#include <c10/util/BFloat16.h>
+
+#include <cstring>
+#include <type_traits>
+
 #include "cuda/device_support.cuh"
 
 namespace lgf {
 namespace cuda {
 
-// win[0 .. V+1] = p[-1 .. V] converted to T; p is 16-byte aligned.
+// out[e] = c.v[e] converted to T. bfloat16 pairs to float take two instructions per 32-bit word
+// (the low half shifted up, the high half masked: exactly the conversion) instead of the
+// extract-and-shift the compiler emits per element.
+template <int N, typename S, typename T>
+__device__ __forceinline__ void convert_pack(const Pack<S, N>& c, T* out) {
+  if constexpr (std::is_same<S, c10::BFloat16>::value && std::is_same<T, float>::value && N % 2 == 0) {
+    uint32_t w[N / 2];
+    std::memcpy(w, &c, sizeof(w));
+#pragma unroll
+    for (int k = 0; k < N / 2; ++k) {
+      const uint32_t lo = w[k] << 16, hi = w[k] & 0xffff0000u;
+      std::memcpy(out + 2 * k, &lo, 4);
+      std::memcpy(out + 2 * k + 1, &hi, 4);
+    }
+  } else {
+#pragma unroll
+    for (int e = 0; e < N; ++e) out[e] = static_cast<T>(c.v[e]);
+  }
+}
+
+// win[0 .. V+1] = p[-1 .. V] converted to T; p is aligned to V elements.
 template <int V, typename S, typename T>
 __device__ __forceinline__ void load_row_window(const S* p, T (&win)[V + 2]) {
-  constexpr int E = Vec16<S>::kElems;
-  static_assert(V % E == 0, "whole vectors");
   win[0] = static_cast<T>(p[-1]);
-#pragma unroll
-  for (int k = 0; k < V / E; ++k) {
-    const Vec16<S> c = load_vec16(p + k * E);
-#pragma unroll
-    for (int e = 0; e < E; ++e) win[1 + k * E + e] = static_cast<T>(c.v[e]);
-  }
+  convert_pack(load_pack<V>(p), win + 1);
   win[V + 1] = static_cast<T>(p[V]);
 }
 
-// v[0 .. V-1] = p[0 .. V-1] converted to T; p is 16-byte aligned.
-template <int V, typename S, typename T>
-__device__ __forceinline__ void load_vector(const S* p, T (&v)[V]) {
-  constexpr int E = Vec16<S>::kElems;
-  static_assert(V % E == 0, "whole vectors");
-#pragma unroll
-  for (int k = 0; k < V / E; ++k) {
-    const Vec16<S> c = load_vec16(p + k * E);
-#pragma unroll
-    for (int e = 0; e < E; ++e) v[k * E + e] = static_cast<T>(c.v[e]);
-  }
+// v[0 .. N-1] = p[0 .. N-1] converted to T; p is aligned to N elements.
+template <int N, typename S, typename T>
+__device__ __forceinline__ void load_vector(const S* p, T (&v)[N]) {
+  convert_pack(load_pack<N>(p), v);
 }
 
-// p[0 .. V-1] = v converted to S; p is 16-byte aligned.
-template <int V, typename S, typename T>
-__device__ __forceinline__ void store_vector(S* p, const T (&v)[V]) {
-  constexpr int E = Vec16<S>::kElems;
-  static_assert(V % E == 0, "whole vectors");
+// p[0 .. N-1] = v converted to S; p is aligned to N elements.
+template <int N, typename S, typename T>
+__device__ __forceinline__ void store_vector(S* p, const T (&v)[N]) {
+  Pack<S, N> c;
 #pragma unroll
-  for (int k = 0; k < V / E; ++k) {
-    Vec16<S> c;
-#pragma unroll
-    for (int e = 0; e < E; ++e) c.v[e] = static_cast<S>(v[k * E + e]);
-    store_vec16(p + k * E, c);
-  }
+  for (int e = 0; e < N; ++e) c.v[e] = static_cast<S>(v[e]);
+  store_pack<N>(p, c);
 }
 
-// Outputs of a row to global memory: one 16-byte store on the fast path (rows of whole vectors),
-// else element by element (the first nv are inside the tensor).
-template <bool kVec, int V, typename S, typename T>
-__device__ __forceinline__ void store_outputs(S* p, const T (&v)[V], int nv) {
+// N outputs of a row to global memory: one aligned store on the fast path (rows of whole
+// vectors), else element by element (the first nv are inside the tensor).
+template <bool kVec, int N, typename S, typename T>
+__device__ __forceinline__ void store_outputs(S* p, const T (&v)[N], int nv) {
   if constexpr (kVec) {
-    store_vector<V>(p, v);
+    store_vector<N>(p, v);
   } else {
 #pragma unroll
-    for (int j = 0; j < V; ++j) {
+    for (int j = 0; j < N; ++j) {
       if (j < nv) p[j] = static_cast<S>(v[j]);
     }
   }

@@ -33,12 +33,15 @@ template <typename scalar_t>
 constexpr int kVecElems = 16 / static_cast<int>(sizeof(scalar_t));
 
 // NHWC tiles (compile-time). CB * sizeof(scalar_t) = 64 bytes of channels per pixel in the forward;
-// the backward keeps three tiles in shared memory and takes 16 channels (8 for fp64).
+// the backward keeps three tiles in shared memory and takes 16 channels (8 for fp64, 32 for
+// float16/bfloat16, whose threads take kBackwardPair = 2 neighbouring channels each: paired
+// shared-memory accesses and stores, one set of addresses and predicates for both).
 template <typename scalar_t>
 struct NhwcTile {
   static constexpr int kTH = 16, kTW = 16;
   static constexpr int kForwardCB = 64 / static_cast<int>(sizeof(scalar_t));
-  static constexpr int kBackwardCB = sizeof(scalar_t) == 8 ? 8 : 16;
+  static constexpr int kBackwardPair = sizeof(scalar_t) == 2 ? 2 : 1;
+  static constexpr int kBackwardCB = sizeof(scalar_t) == 8 ? 8 : 16 * kBackwardPair;
 };
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -117,7 +120,7 @@ struct NchwPlan {
   int rwv, rp, sw;      // loads: a shared row holds rwv = twv + 2 vectors (one of halo on each side) =
                         // sw elements; the block copies rp rows per pass
   bool chunked;         // tiles narrower than the row (tiles_w > 1): the backward's dl has halo columns
-  FastDiv div_twv, div_rwv;
+  FastDiv div_twv, div_rwv, div_rp;
   int smem_bytes;
   bool ok;              // false: too many tiles for 32-bit block numbering
 };
@@ -142,11 +145,20 @@ inline NchwPlan nchw_plan(bool backward, int elem_bytes, int acc_bytes, int64_t 
   const int64_t budget = backward ? kBackwardSmemBudget : kForwardSmemBudget;
   int64_t tr_max = kThreads / p.twv;
   while (tr_max > 1 && smem_for(tr_max * R - extra) > budget) --tr_max;
-  const int64_t tiles_h = ceil_div(H, tr_max * R - extra);
-  p.tr = static_cast<int>(tiles_h > 0 ? ceil_div(ceil_div(H, tiles_h) + extra, R) : 1);
+  // the thread-row count with the fewest rows copied and computed over the plane (ties: taller)
+  int64_t best = -1;
+  for (int64_t tr = tr_max; tr >= 1; --tr) {
+    const int64_t th = tr * R - extra, rows = ceil_div(H, th) * (th + 2 + extra);
+    if (best < 0 || rows < best) {
+      best = rows;
+      p.tr = static_cast<int>(tr);
+    }
+  }
   p.th = p.tr * R - extra;
+  const int64_t tiles_h = ceil_div(H, p.th);
   p.div_twv = FastDiv(static_cast<uint32_t>(p.twv));
   p.div_rwv = FastDiv(static_cast<uint32_t>(p.rwv));
+  p.div_rp = FastDiv(static_cast<uint32_t>(p.rp));
   const int64_t reduce_bytes = backward ? int64_t(kSlotStride) * 16 * acc_bytes : 0;
   p.smem_bytes = static_cast<int>(std::max(smem_for(p.th), reduce_bytes));
   const int64_t tiles_w = W > 0 ? ceil_div(row_vecs, p.twv) : 0;

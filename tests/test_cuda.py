@@ -465,6 +465,8 @@ GPU_SHAPES = [
     (2, 67, 33, 45),
     (1, 130, 70, 41),
     (2, 3, 1, 1),
+    (2, 40, 32, 32),  # whole 16 x 16 NHWC tiles, whole-vector NCHW rows (the 16-byte paths)
+    (1, 24, 21, 300),  # NCHW rows wider than one tile (fp32 / fp64: two or more tile columns)
 ]
 
 
@@ -520,6 +522,49 @@ def test_cuda_stride_zero_upstream_gradient(layout):
     ref = torch.autograd.grad(lgf_fused_reference(*inputs).sum(), inputs)
     for name, a, e in zip(GRAD_NAMES, grads, ref):
         assert_close_scaled(a, e, TOL[torch.float32], f"d{name}")
+
+
+@on_gpu
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_cuda_upstream_gradient_in_the_other_layout(layout, dtype):
+    """The wrapper copies a dy whose layout differs from x's (for coalescing); the result is the
+    reference's."""
+    inputs = cuda_inputs(2, 16, 19, 35, dtype=dtype, layout=layout)
+    other = torch.channels_last if layout == "nchw" else torch.contiguous_format
+    dy = torch.randn(inputs[0].shape, device="cuda", dtype=dtype).contiguous(memory_format=other)
+    check_cuda_parity(inputs, TOL[dtype], dy=dy)
+
+
+def _cuda_kernel_launches(fn):
+    """Kernels (not copies or fills) that fn launches, by the profiler."""
+    from torch.autograd import DeviceType
+
+    fn()  # warm-up: first-call allocations and lazy initialisation are not counted
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    return [
+        e.name
+        for e in prof.events()
+        if e.device_type == DeviceType.CUDA and not e.name.lower().startswith(("memcpy", "memset"))
+    ]
+
+
+@on_gpu
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_cuda_launches_one_forward_and_two_backward_kernels(layout, dtype):
+    """Forward = 1 kernel; backward = the main kernel + the finalize kernel (no ATen reductions,
+    no parameter conversions), with dy in x's layout."""
+    x, *params = (t.detach() for t in cuda_inputs(2, 64, 40, 40, dtype=dtype, layout=layout))
+    dy = torch.randn_like(x)
+    assert dy.is_contiguous(memory_format=_cpp.output_memory_format(x))
+    fwd = _cuda_kernel_launches(lambda: torch.ops.lgf.fused_forward(x, *params))
+    bwd = _cuda_kernel_launches(lambda: torch.ops.lgf.fused_backward(dy, x, *params))
+    assert len(fwd) == 1, fwd
+    assert len(bwd) == 2, bwd
 
 
 @on_gpu

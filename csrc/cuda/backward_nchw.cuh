@@ -7,11 +7,12 @@
 // one workspace entry per (n, partial, c, slot):
 //   ws[((n * partials + strip * tiles_w + tw) * C + c) * NUM_SLOTS + slot]
 // Thread (tr, tq) works on vector column tq: dl rows tr * R - 1 .. tr * R + R - 2 (R =
-// kNchwRows; the tile's th = tr_count * R - 2 rows plus one above and one below are exactly
+// nchw_backward_rows; the tile's th = tr_count * R - 2 rows plus one above and one below are exactly
 // R per thread row), then dx rows tr * R .. tr * R + R - 1 (the last thread row has 2 fewer).
 // kVec: the 16-byte path for x, dy and dx. kChunked: tiles narrower than the row, so the first
 // and last vector columns also compute the dl columns left and right of the tile; otherwise
-// those columns are outside the image and hold zeros.
+// those columns are outside the image and hold zeros. The three kernels at the end are the
+// combinations the wrapper launches.
 #pragma once
 
 #include "cuda/channel_params.cuh"
@@ -35,8 +36,9 @@ constexpr int kChunk = V < 4 ? V : 4;
 
 // dl of the V pixels of one row under this thread's vector, from the x row windows a, b, c
 // around them and their dy (shared, at dyp); stored to dlp. valid: the row is in the image and
-// so is the vector's first pixel (kVec: the whole vector); else dl is 0. Pixels of the tile
-// (own) in the image add their slot sums.
+// so is the vector's first pixel (kVec: the whole vector); else dl is 0 (computed on the zeros
+// copied there and then selected away: no branch, so the windows are converted once). Pixels of
+// the tile (own) in the image add their slot sums.
 template <bool kVec, int V, typename T, typename scalar_t>
 __device__ __forceinline__ void nchw_dl_vector(const T (&a)[V + 2], const T (&b)[V + 2], const T (&c)[V + 2],
                                                const scalar_t* dyp, T* dlp, const ChannelParams<T>& cp, bool valid,
@@ -44,23 +46,17 @@ __device__ __forceinline__ void nchw_dl_vector(const T (&a)[V + 2], const T (&b)
   constexpr int E = kChunk<V>;
 #pragma unroll
   for (int j0 = 0; j0 < V; j0 += E) {
-    T dl[E];
-    if (valid) {
-      T d[E];
-      load_vector<E>(dyp + j0, d);
+    T d[E], dl[E];
+    load_vector<E>(dyp + j0, d);
 #pragma unroll
-      for (int e = 0; e < E; ++e) {
-        T px[9];
-        gather3x3<V>(a, b, c, j0 + e, px);
-        const T l = conv3x3(cp.f, cp.bias, px);
-        const PointGrad<T> pg = backward_point(l, d[e], cp.k);
-        const bool in = kVec || j0 + e < nv;
-        dl[e] = in ? pg.dl : T(0);
-        add_slots(acc, pg, l, d[e], px, own && in);
-      }
-    } else {
-#pragma unroll
-      for (int e = 0; e < E; ++e) dl[e] = T(0);
+    for (int e = 0; e < E; ++e) {
+      T px[9];
+      gather3x3<V>(a, b, c, j0 + e, px);
+      const T l = conv3x3(cp.f, cp.bias, px);
+      const PointGrad<T> pg = backward_point(l, d[e], cp.k);
+      const bool in = valid && (kVec || j0 + e < nv);
+      dl[e] = in ? pg.dl : T(0);
+      add_slots(acc, pg, l, d[e], px, own && in);
     }
     store_vector<E>(dlp + j0, dl);
   }
@@ -92,19 +88,24 @@ struct NchwBackwardTile {
 template <bool kVec, bool kChunked, typename scalar_t, typename T>
 __device__ __forceinline__ void nchw_dl_phase(const NchwBackwardTile<scalar_t, T>& s, const NchwPlan& g, int tr,
                                               int tq, int nv, const ChannelParams<T>& cp, T (&acc)[NUM_SLOTS]) {
-  constexpr int V = kVecElems<scalar_t>, R = kNchwRows;
+  constexpr int V = kVecElems<scalar_t>, R = nchw_backward_rows(sizeof(scalar_t));
   const int sw = s.sw, col = (tq + 1) * V, r0 = tr * R;  // dl row r0 - 1 + i: x rows r0 + i .., dy row r0 + i
-  const scalar_t* xc = s.xs + col;
+  const scalar_t* xrow = s.xs + r0 * sw + col;
+  const scalar_t* dyrow = s.dys + r0 * sw + col;
+  T* dlrow = s.dls + r0 * sw + col;
   T win[3][V + 2];
-  load_row_window<V>(xc + r0 * sw, win[0]);
-  load_row_window<V>(xc + (r0 + 1) * sw, win[1]);
+  load_row_window<V>(xrow, win[0]);
+  load_row_window<V>(xrow + sw, win[1]);
 #pragma unroll
   for (int i = 0; i < R; ++i) {
-    load_row_window<V>(xc + (r0 + i + 2) * sw, win[(i + 2) % 3]);
+    xrow += sw;
+    load_row_window<V>(xrow + sw, win[(i + 2) % 3]);
     const int d = r0 - 1 + i;
     const bool valid = static_cast<unsigned>(s.h0 + d) < static_cast<unsigned>(s.H) && nv > 0;
-    nchw_dl_vector<kVec, V>(win[i % 3], win[(i + 1) % 3], win[(i + 2) % 3], s.dys + (r0 + i) * sw + col,
-                            s.dls + (r0 + i) * sw + col, cp, valid, nv, d >= 0 && d < g.th, acc);
+    nchw_dl_vector<kVec, V>(win[i % 3], win[(i + 1) % 3], win[(i + 2) % 3], dyrow, dlrow, cp, valid, nv,
+                            d >= 0 && d < g.th, acc);
+    dyrow += sw;
+    dlrow += sw;
   }
   if constexpr (kChunked) {  // the dl columns left and right of the tile
     const bool left = tq == 0, right = tq == g.twv - 1;
@@ -127,39 +128,42 @@ __device__ __forceinline__ void nchw_dl_phase(const NchwBackwardTile<scalar_t, T
 template <bool kVec, typename scalar_t, typename T>
 __device__ __forceinline__ void nchw_dx_phase(const NchwBackwardTile<scalar_t, T>& s, const NchwPlan& g,
                                               scalar_t* dxt, int tr, int tq, int nv, const ChannelParams<T>& cp) {
-  constexpr int V = kVecElems<scalar_t>, R = kNchwRows;
+  constexpr int V = kVecElems<scalar_t>, R = nchw_backward_rows(sizeof(scalar_t));
   const int sw = s.sw, col = (tq + 1) * V, r0 = tr * R;
-  const T* dc = s.dls + col;  // dx row r of the tile <- dl shared rows r .. r + 2, dy shared row r + 1
+  const T* dlrow = s.dls + r0 * sw + col;  // dx row r of the tile <- dl shared rows r .. r + 2, dy row r + 1
+  const scalar_t* dyrow = s.dys + (r0 + 1) * sw + col;
+  scalar_t* out = dxt + r0 * s.W + tq * V;
   T win[3][V + 2];
-  load_row_window<V>(dc + r0 * sw, win[0]);
-  load_row_window<V>(dc + (r0 + 1) * sw, win[1]);
+  load_row_window<V>(dlrow, win[0]);
+  load_row_window<V>(dlrow + sw, win[1]);
 #pragma unroll
   for (int i = 0; i < R; ++i) {
     const int r = r0 + i;
-    if (r >= g.th) break;  // the last thread row has R - 2 rows
-    load_row_window<V>(dc + (r + 2) * sw, win[(i + 2) % 3]);
-    if (s.h0 + r < s.H) {
-      constexpr int E = kChunk<V>;
+    if (r >= g.th || s.h0 + r >= s.H) break;  // the last thread row has R - 2 rows; rows below the image
+    dlrow += sw;
+    load_row_window<V>(dlrow + sw, win[(i + 2) % 3]);
+    constexpr int E = kChunk<V>;
 #pragma unroll
-      for (int j0 = 0; j0 < V; j0 += E) {
-        T d[E], out[E];
-        load_vector<E>(s.dys + (r + 1) * sw + col + j0, d);
+    for (int j0 = 0; j0 < V; j0 += E) {
+      T d[E], o[E];
+      load_vector<E>(dyrow + j0, d);
 #pragma unroll
-        for (int e = 0; e < E; ++e) {
-          T px[9];
-          gather3x3<V>(win[i % 3], win[(i + 1) % 3], win[(i + 2) % 3], j0 + e, px);
-          out[e] = conv3x3_rot(cp.f, d[e], px);
-        }
-        store_outputs<kVec>(dxt + r * s.W + tq * V + j0, out, nv - j0);
+      for (int e = 0; e < E; ++e) {
+        T px[9];
+        gather3x3<V>(win[i % 3], win[(i + 1) % 3], win[(i + 2) % 3], j0 + e, px);
+        o[e] = conv3x3_rot(cp.f, d[e], px);
       }
+      store_outputs<kVec>(out + j0, o, nv - j0);
     }
+    dyrow += sw;
+    out += s.W;
   }
 }
 
-template <typename scalar_t, typename T, bool kVec, bool kChunked>
-__global__ void __launch_bounds__(kThreads, kBackwardMinBlocks)
-    backward_nchw_kernel(TileSource<scalar_t> dy, TileSource<scalar_t> x, scalar_t* __restrict__ dx,
-                         ParamView<scalar_t> p, T* __restrict__ ws, NchwPlan g, int H, int W) {
+template <bool kVec, bool kChunked, typename scalar_t, typename T>
+__device__ __forceinline__ void backward_nchw(const TileSource<scalar_t>& dy, const TileSource<scalar_t>& x,
+                                              scalar_t* __restrict__ dx, const ParamView<scalar_t>& p,
+                                              T* __restrict__ ws, const NchwPlan& g, int H, int W) {
   constexpr int V = kVecElems<scalar_t>;
   scalar_t* xs = dynamic_smem<scalar_t>();  // th + 4 rows of g.sw, then dy: th + 2 rows, then dl: th + 2 rows of T
   scalar_t* dys = xs + (g.th + 4) * g.sw;
@@ -174,7 +178,7 @@ __global__ void __launch_bounds__(kThreads, kBackwardMinBlocks)
   const LoadColumn xcol = nchw_load_column(x, g, tid, g.th + 4, w0, W);
   const LoadColumn dcol = nchw_load_column(dy, g, tid, g.th + 2, w0, W);
   if constexpr (!kChunked) {  // whole rows: the dl columns left and right of the tile are outside the image
-    for (int k = tid; k < 2 * (g.th + 2); k += kThreads) dls[(k >> 1) * g.sw + ((k & 1) ? V + g.tw : V - 1)] = T(0);
+    for (int k = tid; k < 2 * (g.th + 2); k += g.threads) dls[(k >> 1) * g.sw + ((k & 1) ? V + g.tw : V - 1)] = T(0);
   }
   T acc[NUM_SLOTS];
 #pragma unroll
@@ -199,8 +203,22 @@ __global__ void __launch_bounds__(kThreads, kBackwardMinBlocks)
     }
   }
   T* out = ws + ((int64_t(it.n) * g.grid.partials + it.strip * g.grid.tiles_w + it.tw) * p.C + it.c) * NUM_SLOTS;
-  block_reduce_slots<1>(acc, dynamic_smem<T>(), [&](int s, int, T v) { out[s] = v; });
+  block_reduce_plane(acc, dynamic_smem<T>(), g.threads / 32, [&](int s, T v) { out[s] = v; });
 }
+
+// The kernels: whole rows on the 16-byte path, rows cut into several tiles on the 16-byte path,
+// and the general one (any strides, any tiles).
+#define LGF_BACKWARD_NCHW_KERNEL(name, vec, chunked)                                                         \
+  template <typename scalar_t, typename T>                                                                    \
+  __global__ void __launch_bounds__(kThreads, kBackwardMinBlocks)                                             \
+      name(TileSource<scalar_t> dy, TileSource<scalar_t> x, scalar_t* __restrict__ dx, ParamView<scalar_t> p, \
+           T* __restrict__ ws, NchwPlan g, int H, int W) {                                                    \
+    backward_nchw<vec, chunked, scalar_t, T>(dy, x, dx, p, ws, g, H, W);                                      \
+  }
+LGF_BACKWARD_NCHW_KERNEL(backward_nchw_kernel, true, false)
+LGF_BACKWARD_NCHW_KERNEL(backward_nchw_wide_kernel, true, true)
+LGF_BACKWARD_NCHW_KERNEL(backward_nchw_strided_kernel, false, true)
+#undef LGF_BACKWARD_NCHW_KERNEL
 
 }  // namespace cuda
 }  // namespace lgf

@@ -136,10 +136,10 @@ __device__ __forceinline__ void nhwc_dx_phase(const NhwcBackwardTile<scalar_t, T
   }
 }
 
-template <typename scalar_t, typename T, bool kVec>
-__global__ void __launch_bounds__(kThreads, kBackwardMinBlocks)
-    backward_nhwc_kernel(TileSource<scalar_t> dy, TileSource<scalar_t> x, scalar_t* __restrict__ dx,
-                         ParamView<scalar_t> p, T* __restrict__ ws, NhwcPlan g, int H, int W) {
+template <bool kVec, typename scalar_t, typename T>
+__device__ __forceinline__ void backward_nhwc(const TileSource<scalar_t>& dy, const TileSource<scalar_t>& x,
+                                              scalar_t* __restrict__ dx, const ParamView<scalar_t>& p,
+                                              T* __restrict__ ws, const NhwcPlan& g, int H, int W) {
   using Tile = NhwcBackwardTile<scalar_t, T>;
   constexpr int CB = Tile::CB, P = Tile::P, L = Tile::L, TH = Tile::TH, TW = Tile::TW, XW = Tile::XW,
                 LW = Tile::LW;
@@ -186,6 +186,21 @@ __global__ void __launch_bounds__(kThreads, kBackwardMinBlocks)
       if (c0 + cc < C) out[cc * NUM_SLOTS + s] = v;
     });
   }
+}
+
+// The kernels: the 16-byte path and the general one (any strides).
+template <typename scalar_t, typename T>
+__global__ void __launch_bounds__(kThreads, kBackwardMinBlocks)
+    backward_nhwc_kernel(TileSource<scalar_t> dy, TileSource<scalar_t> x, scalar_t* __restrict__ dx,
+                         ParamView<scalar_t> p, T* __restrict__ ws, NhwcPlan g, int H, int W) {
+  backward_nhwc<true, scalar_t, T>(dy, x, dx, p, ws, g, H, W);
+}
+
+template <typename scalar_t, typename T>
+__global__ void __launch_bounds__(kThreads, kBackwardMinBlocks)
+    backward_nhwc_strided_kernel(TileSource<scalar_t> dy, TileSource<scalar_t> x, scalar_t* __restrict__ dx,
+                                 ParamView<scalar_t> p, T* __restrict__ ws, NhwcPlan g, int H, int W) {
+  backward_nhwc<false, scalar_t, T>(dy, x, dx, p, ws, g, H, W);
 }
 
 }  // namespace cuda

@@ -6,8 +6,9 @@
 //     used for x that is neither NCHW- nor channels_last-contiguous (element-wise copies).
 //   forward_nhwc_kernel: a 16 x 16 pixel tile of CB channels; a thread owns one channel and rolls
 //     a 3 x 3 window along row segments, so a warp writes consecutive channels of a pixel.
-// kVec: the 16-byte path (x contiguous in the layout, rows / pixels of whole vectors); without
-// it, element-wise copies and stores through any strides.
+// Each comes as two kernels: *_kernel, the 16-byte path (x contiguous in the layout, rows /
+// pixels of whole vectors), and *_strided_kernel, element-wise copies and stores through any
+// strides; the wrapper picks one per launch (can_copy_vectors).
 #pragma once
 
 #include "cuda/channel_params.cuh"
@@ -17,10 +18,9 @@
 namespace lgf {
 namespace cuda {
 
-template <typename scalar_t, typename T, bool kVec>
-__global__ void __launch_bounds__(kThreads)
-    forward_nchw_kernel(TileSource<scalar_t> x, scalar_t* __restrict__ y, ParamView<scalar_t> p, NchwPlan g, int H,
-                        int W) {
+template <bool kVec, typename scalar_t, typename T>
+__device__ __forceinline__ void forward_nchw(const TileSource<scalar_t>& x, scalar_t* __restrict__ y,
+                                             const ParamView<scalar_t>& p, const NchwPlan& g, int H, int W) {
   constexpr int V = kVecElems<scalar_t>, R = kNchwRows;
   scalar_t* tile = dynamic_smem<scalar_t>();  // th + 2 rows (image rows h0 - 1 .. h0 + th) of g.sw
   const int tid = threadIdx.x;
@@ -59,10 +59,9 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-template <typename scalar_t, typename T, bool kVec>
-__global__ void __launch_bounds__(kThreads)
-    forward_nhwc_kernel(TileSource<scalar_t> x, scalar_t* __restrict__ y, ParamView<scalar_t> p, NhwcPlan g, int H,
-                        int W) {
+template <bool kVec, typename scalar_t, typename T>
+__device__ __forceinline__ void forward_nhwc(const TileSource<scalar_t>& x, scalar_t* __restrict__ y,
+                                             const ParamView<scalar_t>& p, const NhwcPlan& g, int H, int W) {
   constexpr int CB = NhwcTile<scalar_t>::kForwardCB, TH = NhwcTile<scalar_t>::kTH, TW = NhwcTile<scalar_t>::kTW;
   constexpr int PW = TW + 2, G = kThreads / CB;        // pixels per shared row; thread groups (one per pixel)
   constexpr int SEGS = G > TH ? G / TH : 1, K = TW / SEGS;  // a group's row segments: K pixels each
@@ -105,6 +104,35 @@ __global__ void __launch_bounds__(kThreads)
       out += C;
     }
   }
+}
+
+// The kernels: the 16-byte path, and the general one (any strides, element-wise copies).
+template <typename scalar_t, typename T>
+__global__ void __launch_bounds__(kThreads)
+    forward_nchw_kernel(TileSource<scalar_t> x, scalar_t* __restrict__ y, ParamView<scalar_t> p, NchwPlan g, int H,
+                        int W) {
+  forward_nchw<true, scalar_t, T>(x, y, p, g, H, W);
+}
+
+template <typename scalar_t, typename T>
+__global__ void __launch_bounds__(kThreads)
+    forward_nchw_strided_kernel(TileSource<scalar_t> x, scalar_t* __restrict__ y, ParamView<scalar_t> p, NchwPlan g,
+                                int H, int W) {
+  forward_nchw<false, scalar_t, T>(x, y, p, g, H, W);
+}
+
+template <typename scalar_t, typename T>
+__global__ void __launch_bounds__(kThreads)
+    forward_nhwc_kernel(TileSource<scalar_t> x, scalar_t* __restrict__ y, ParamView<scalar_t> p, NhwcPlan g, int H,
+                        int W) {
+  forward_nhwc<true, scalar_t, T>(x, y, p, g, H, W);
+}
+
+template <typename scalar_t, typename T>
+__global__ void __launch_bounds__(kThreads)
+    forward_nhwc_strided_kernel(TileSource<scalar_t> x, scalar_t* __restrict__ y, ParamView<scalar_t> p, NhwcPlan g,
+                                int H, int W) {
+  forward_nhwc<false, scalar_t, T>(x, y, p, g, H, W);
 }
 
 }  // namespace cuda

@@ -41,26 +41,28 @@ std::pair<at::Tensor, int> backward_main(const at::Tensor& dy, const at::Tensor&
   const NhwcPlan nhwc = cl ? nhwc_plan(true, CB, sizeof(scalar_t), sizeof(T), N, C, H, W) : NhwcPlan{};
   check_sizes_fit(x, cl ? nhwc.ok : nchw.ok);
   const TileReach reach = cl ? nhwc_reach<scalar_t>(CB) : nchw_reach(nchw, kVecElems<scalar_t>);
-  const TensorDesc xd = desc_of(readable_input(x, cl, reach, "x"));
-  const TensorDesc dyd = desc_of(readable_input(grad_in_layout(dy, cl), cl, reach, "grad_output"));
+  // held until the launch is enqueued: a copy made here must not go back to the allocator
+  // (and into the workspace) before the kernel that reads it is queued
+  const at::Tensor xk = readable_input(x, cl, reach, "x");
+  const at::Tensor dyk = readable_input(grad_in_layout(dy, cl), cl, reach, "grad_output");
+  const TensorDesc xd = desc_of(xk), dyd = desc_of(dyk);
   check_output_fits(dx, reach);
   const bool vec = can_copy_vectors(xd, cl) && can_copy_vectors(dyd, cl);
   const int partials = cl ? nhwc.grid.partials : nchw.grid.partials;
   at::Tensor ws = workspace(x, partials);
   const auto args = std::make_tuple(tile_source<scalar_t>(dyd), tile_source<scalar_t>(xd),
                                     dx.mutable_data_ptr<scalar_t>(), params.view<scalar_t>(), ws.mutable_data_ptr<T>());
-  auto go = [&](auto kernel, int items, int smem, const auto& plan) {
-    std::apply([&](auto... a) { launch(kernel, items, smem, stream, a..., plan, static_cast<int>(H), static_cast<int>(W)); },
-               args);
+  auto go = [&](auto kernel, int items, int threads, int smem, const auto& plan) {
+    std::apply([&](auto... a) { launch(kernel, items, threads, smem, stream, a..., plan, int(H), int(W)); }, args);
   };
   if (cl) {
-    go(vec ? backward_nhwc_kernel<scalar_t, T, true> : backward_nhwc_kernel<scalar_t, T, false>, nhwc.grid.items,
-       nhwc.smem_bytes, nhwc);
+    go(vec ? backward_nhwc_kernel<scalar_t, T> : backward_nhwc_strided_kernel<scalar_t, T>, nhwc.grid.items,
+       kThreads, nhwc.smem_bytes, nhwc);
   } else {
-    auto kernel = !vec           ? backward_nchw_kernel<scalar_t, T, false, true>
-                  : nchw.chunked ? backward_nchw_kernel<scalar_t, T, true, true>
-                                 : backward_nchw_kernel<scalar_t, T, true, false>;
-    go(kernel, nchw.grid.items, nchw.smem_bytes, nchw);
+    auto kernel = !vec           ? backward_nchw_strided_kernel<scalar_t, T>
+                  : nchw.chunked ? backward_nchw_wide_kernel<scalar_t, T>
+                                 : backward_nchw_kernel<scalar_t, T>;
+    go(kernel, nchw.grid.items, nchw.threads, nchw.smem_bytes, nchw);
   }
   return {ws, partials};
 }
@@ -87,7 +89,7 @@ Grads fused_backward_cuda(const at::Tensor& dy, const at::Tensor& x, const at::T
                                          : std::pair<at::Tensor, int>{workspace(x, 0), 0};
     const GradOutputs<scalar_t> grads{dweight.mutable_data_ptr(), dbias.mutable_data_ptr(), dgate.mutable_data_ptr(),
                                       dgamma.mutable_data_ptr(), dg.mutable_data_ptr<scalar_t>()};
-    launch(finalize_kernel<scalar_t, T>, static_cast<int>(ceil_div(C, kFinalizeChannels)), 0, stream,
+    launch(finalize_kernel<scalar_t, T>, static_cast<int>(ceil_div(C, kFinalizeChannels)), kThreads, 0, stream,
            ws.const_data_ptr<T>(), params.view<scalar_t>(), static_cast<int>(N), partials, grads);
   });
   return out;

@@ -27,9 +27,9 @@ void forward_nchw(const at::Tensor& x, at::Tensor& y, const KernelParams& params
   const TileReach reach = nchw_reach(plan, kVecElems<scalar_t>);
   const at::Tensor xk = readable_input(x, false, reach, "x");
   check_output_fits(y, reach);
-  auto kernel = can_copy_vectors(desc_of(xk), false) ? forward_nchw_kernel<scalar_t, T, true>
-                                                     : forward_nchw_kernel<scalar_t, T, false>;
-  launch(kernel, plan.grid.items, plan.smem_bytes, stream, tile_source<scalar_t>(desc_of(xk)),
+  auto kernel = can_copy_vectors(desc_of(xk), false) ? forward_nchw_kernel<scalar_t, T>
+                                                     : forward_nchw_strided_kernel<scalar_t, T>;
+  launch(kernel, plan.grid.items, plan.threads, plan.smem_bytes, stream, tile_source<scalar_t>(desc_of(xk)),
          y.mutable_data_ptr<scalar_t>(), params.view<scalar_t>(), plan, static_cast<int>(H), static_cast<int>(W));
 }
 
@@ -43,9 +43,9 @@ void forward_nhwc(const at::Tensor& x, at::Tensor& y, const KernelParams& params
   const TileReach reach = nhwc_reach<scalar_t>(CB);
   const at::Tensor xk = readable_input(x, true, reach, "x");
   check_output_fits(y, reach);
-  auto kernel = can_copy_vectors(desc_of(xk), true) ? forward_nhwc_kernel<scalar_t, T, true>
-                                                    : forward_nhwc_kernel<scalar_t, T, false>;
-  launch(kernel, plan.grid.items, plan.smem_bytes, stream, tile_source<scalar_t>(desc_of(xk)),
+  auto kernel = can_copy_vectors(desc_of(xk), true) ? forward_nhwc_kernel<scalar_t, T>
+                                                    : forward_nhwc_strided_kernel<scalar_t, T>;
+  launch(kernel, plan.grid.items, kThreads, plan.smem_bytes, stream, tile_source<scalar_t>(desc_of(xk)),
          y.mutable_data_ptr<scalar_t>(), params.view<scalar_t>(), plan, static_cast<int>(H), static_cast<int>(W));
 }
 

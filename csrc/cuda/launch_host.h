@@ -97,15 +97,16 @@ struct KernelParams {
   }
 };
 
-// kernel<<<blocks, kThreads, smem_bytes, stream>>>(args...), allowing more than the default
+// kernel<<<blocks, threads, smem_bytes, stream>>>(args...), allowing more than the default
 // 48 KB of dynamic shared memory where the kernel needs it.
 template <typename... Params, typename... Args>
-void launch(void (*kernel)(Params...), int blocks, int smem_bytes, cudaStream_t stream, Args&&... args) {
+void launch(void (*kernel)(Params...), int blocks, int threads, int smem_bytes, cudaStream_t stream,
+            Args&&... args) {
   if (blocks <= 0) return;
   if (smem_bytes > 48 * 1024) {
     C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes));
   }
-  kernel<<<blocks, kThreads, smem_bytes, stream>>>(std::forward<Args>(args)...);
+  kernel<<<blocks, threads, smem_bytes, stream>>>(std::forward<Args>(args)...);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 

@@ -29,6 +29,34 @@ __device__ __forceinline__ void add_slots(T (&acc)[NUM_SLOTS], const PointGrad<T
   for (int s = 0; s < NUM_SLOTS; ++s) acc[s] = take ? v[s] : acc[s];
 }
 
+// Sums acc over all threads of a block that works on one channel (the NCHW kernels, whose
+// block size varies per launch), in a fixed order: a butterfly over the lanes of each warp, then
+// the warps' sums in warp order (red holds warps * NUM_SLOTS values and may overlay the tiles:
+// the first barrier waits for their readers). out(slot, value) is called once per slot. Every
+// thread of the block must call this.
+template <typename T, typename Out>
+__device__ __forceinline__ void block_reduce_plane(const T (&acc)[NUM_SLOTS], T* red, int warps, Out out) {
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  T v[NUM_SLOTS];
+#pragma unroll
+  for (int s = 0; s < NUM_SLOTS; ++s) v[s] = acc[s];
+#pragma unroll
+  for (int off = 16; off >= 1; off >>= 1)
+#pragma unroll
+    for (int s = 0; s < NUM_SLOTS; ++s) v[s] += __shfl_xor_sync(0xffffffffu, v[s], off);
+  __syncthreads();
+  if (lane == 0) {
+#pragma unroll
+    for (int s = 0; s < NUM_SLOTS; ++s) red[warp * NUM_SLOTS + s] = v[s];
+  }
+  __syncthreads();
+  if (tid < NUM_SLOTS) {
+    T t = red[tid];
+    for (int w = 1; w < warps; ++w) t += red[w * NUM_SLOTS + tid];
+    out(tid, t);
+  }
+}
+
 // Sums acc over the threads of the block that share a channel: thread t works on channel
 // t % CB (CB = 1: the whole block on one channel). Every thread puts its 16 sums into red
 // (red[slot * kSlotStride + t]); then each (slot, channel) pair is summed by kThreads / (16 CB)

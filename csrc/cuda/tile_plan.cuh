@@ -20,17 +20,22 @@
 namespace lgf {
 namespace cuda {
 
-constexpr int kThreads = 256;                // threads per block, every kernel
+constexpr int kThreads = 256;                // threads per block (NCHW: at most; see NchwPlan::threads)
 constexpr int kSlotStride = kThreads + 1;    // row of the slot reduction buffer (padded: no bank conflicts)
-constexpr int kNchwRows = 4;                 // NCHW: output rows per thread
+constexpr int kNchwRows = 4;                 // NCHW forward: output rows per thread
 constexpr int kNchwMaxRowVecs = 64;          // NCHW: widest tile, in vectors (256 fp32 / 512 bf16 columns)
 constexpr int kForwardSmemBudget = 32 * 1024;
-constexpr int kBackwardSmemBudget = 56 * 1024;
+constexpr int kBackwardSmemBudget = 80 * 1024;  // two blocks per SM on an A100 (164 KB) too
 constexpr int64_t kTargetBlocks = 1024;      // backward: split planes into strips up to about this many blocks
 constexpr int64_t kMaxPartials = 1024;       // ... keeping N * partials (what finalize sums per channel) at most this
 
 template <typename scalar_t>
 constexpr int kVecElems = 16 / static_cast<int>(sizeof(scalar_t));
+
+// NCHW backward: dl rows per thread row (the tile has that many per thread row, minus the 2 halo
+// rows). Longer for 2-byte types: fewer window loads and conversions per row, and tiles that fit
+// common heights with whole warps (e.g. 3 x 54 rows of 8 x 20 threads for W = H = 160).
+constexpr int nchw_backward_rows(int elem_bytes) { return elem_bytes == 2 ? 7 : 4; }
 
 // NHWC tiles (compile-time). CB * sizeof(scalar_t) = 64 bytes of channels per pixel in the forward;
 // the backward keeps three tiles in shared memory and takes 16 channels (8 for fp64, 32 for
@@ -114,9 +119,10 @@ inline bool fill_item_grid(ItemGrid& g, bool backward, int64_t N, int64_t c_bloc
 
 struct NchwPlan {
   ItemGrid grid;
+  int threads;          // block size: the warps the tile's tr x twv threads need (at most kThreads)
   int twv, tw, tr, th;  // tr x twv threads compute a tile of th rows x tw = twv * V columns: forward
-                        // th = tr * kNchwRows; backward th = tr * kNchwRows - 2 (the dl rows, one
-                        // more above and below the tile, are kNchwRows per thread row)
+                        // th = tr * kNchwRows; backward th = tr * R - 2 (R = nchw_backward_rows:
+                        // the dl rows, one more above and below the tile, are R per thread row)
   int rwv, rp, sw;      // loads: a shared row holds rwv = twv + 2 vectors (one of halo on each side) =
                         // sw elements; the block copies rp rows per pass
   bool chunked;         // tiles narrower than the row (tiles_w > 1): the backward's dl has halo columns
@@ -130,36 +136,52 @@ struct NchwPlan {
 inline NchwPlan nchw_plan(bool backward, int elem_bytes, int acc_bytes, int64_t N, int64_t C, int64_t H,
                           int64_t W, int64_t target_blocks = kTargetBlocks) {
   NchwPlan p{};
-  const int V = 16 / elem_bytes, R = kNchwRows, extra = backward ? 2 : 0;
+  const int V = 16 / elem_bytes, R = backward ? nchw_backward_rows(elem_bytes) : kNchwRows, extra = backward ? 2 : 0;
   const int64_t row_vecs = ceil_div(W, V);
   const int64_t chunks = ceil_div(row_vecs, kNchwMaxRowVecs);
   p.twv = static_cast<int>(std::max<int64_t>(1, ceil_div(row_vecs, std::max<int64_t>(1, chunks))));
   p.tw = p.twv * V;
   p.rwv = p.twv + 2;
-  p.rp = kThreads / p.rwv;
   p.sw = p.rwv * V;
   const int64_t row_bytes = int64_t(p.sw) * elem_bytes;
   auto smem_for = [&](int64_t th) {
     return backward ? (2 * th + 6) * row_bytes + (th + 2) * int64_t(p.sw) * acc_bytes : (th + 2) * row_bytes;
   };
+  // warps for tr thread rows (enough to copy a shared row per pass too)
+  auto threads_for = [&](int64_t tr) {
+    return std::min<int64_t>(kThreads, 32 * ceil_div(std::max<int64_t>(tr * p.twv, p.rwv), 32));
+  };
   const int64_t budget = backward ? kBackwardSmemBudget : kForwardSmemBudget;
   int64_t tr_max = kThreads / p.twv;
   while (tr_max > 1 && smem_for(tr_max * R - extra) > budget) --tr_max;
-  // the thread-row count with the fewest rows copied and computed over the plane (ties: taller)
-  int64_t best = -1;
+  // The thread-row count with the shortest plane by a rough model: issue = every thread of the
+  // tiles ~`instr` instructions per output it owns plus ~`setup` per block (decode, parameters,
+  // the backward's reduction), at ~9 thread-instructions per byte of DRAM bandwidth (H100 and
+  // A100 alike), against the bytes of the rows copied and written (halo rows outside the image
+  // are not read). Ties: fewer bytes.
+  const int64_t hx = backward ? 2 : 1, instr = backward ? 80 : 45, setup = backward ? 700 : 300;
+  double best = -1, best_bytes = -1;
   for (int64_t tr = tr_max; tr >= 1; --tr) {
-    const int64_t th = tr * R - extra, rows = ceil_div(H, th) * (th + 2 + extra);
-    if (best < 0 || rows < best) {
-      best = rows;
+    const int64_t th = tr * R - extra, tiles = ceil_div(H, th), blocks = backward ? 1 : tiles;
+    int64_t rows = tiles * (th + 2 * hx) - 2 * hx + H;  // x (or the forward's x) read, y / dx written
+    if (backward) rows += tiles * (th + 2) - 2;           // dy read
+    const double bytes = double(rows) * W * elem_bytes;
+    const double issue = (double(tiles) * R * V * instr + double(blocks) * setup) * threads_for(tr) / 9.0;
+    const double cost = std::max(issue, bytes);
+    if (best < 0 || cost < best || (cost == best && bytes < best_bytes)) {
+      best = cost;
+      best_bytes = bytes;
       p.tr = static_cast<int>(tr);
     }
   }
   p.th = p.tr * R - extra;
+  p.threads = static_cast<int>(threads_for(p.tr));
+  p.rp = p.threads / p.rwv;
   const int64_t tiles_h = ceil_div(H, p.th);
   p.div_twv = FastDiv(static_cast<uint32_t>(p.twv));
   p.div_rwv = FastDiv(static_cast<uint32_t>(p.rwv));
   p.div_rp = FastDiv(static_cast<uint32_t>(p.rp));
-  const int64_t reduce_bytes = backward ? int64_t(kSlotStride) * 16 * acc_bytes : 0;
+  const int64_t reduce_bytes = backward ? int64_t(p.threads / 32) * 16 * acc_bytes : 0;  // block_reduce_plane
   p.smem_bytes = static_cast<int>(std::max(smem_for(p.th), reduce_bytes));
   const int64_t tiles_w = W > 0 ? ceil_div(row_vecs, p.twv) : 0;
   p.chunked = tiles_w > 1;

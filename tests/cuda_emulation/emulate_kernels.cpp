@@ -46,10 +46,10 @@ lc::ParamView<scalar_t> param_view(const void* const* P, int64_t C, int param_fl
 }
 
 template <typename F>
-void run(int items, int smem_bytes, const Options& o, F kernel) {
+void run(int items, int threads, int smem_bytes, const Options& o, F kernel) {
   if (items <= 0) return;
-  lgf_emu::launch(static_cast<unsigned>(items), lc::kThreads, smem_bytes, o.reverse_threads != 0, o.reverse_blocks != 0,
-                  kernel);
+  lgf_emu::launch(static_cast<unsigned>(items), static_cast<unsigned>(threads), smem_bytes, o.reverse_threads != 0,
+                  o.reverse_blocks != 0, kernel);
 }
 
 template <typename scalar_t, typename T>
@@ -60,12 +60,12 @@ void forward(const lc::TensorDesc& xd, void* y, const lc::ParamView<scalar_t>& p
   auto* yp = static_cast<scalar_t*>(y);
   if (nhwc) {
     const auto plan = lc::nhwc_plan(false, lc::NhwcTile<scalar_t>::kForwardCB, sizeof(scalar_t), sizeof(T), N, C, H, W);
-    auto kernel = vec ? lc::forward_nhwc_kernel<scalar_t, T, true> : lc::forward_nhwc_kernel<scalar_t, T, false>;
-    run(plan.grid.items, plan.smem_bytes, o, [&] { kernel(x, yp, p, plan, H, W); });
+    auto kernel = vec ? lc::forward_nhwc_kernel<scalar_t, T> : lc::forward_nhwc_strided_kernel<scalar_t, T>;
+    run(plan.grid.items, lc::kThreads, plan.smem_bytes, o, [&] { kernel(x, yp, p, plan, H, W); });
   } else {
     const auto plan = lc::nchw_plan(false, sizeof(scalar_t), sizeof(T), N, C, H, W);
-    auto kernel = vec ? lc::forward_nchw_kernel<scalar_t, T, true> : lc::forward_nchw_kernel<scalar_t, T, false>;
-    run(plan.grid.items, plan.smem_bytes, o, [&] { kernel(x, yp, p, plan, H, W); });
+    auto kernel = vec ? lc::forward_nchw_kernel<scalar_t, T> : lc::forward_nchw_strided_kernel<scalar_t, T>;
+    run(plan.grid.items, plan.threads, plan.smem_bytes, o, [&] { kernel(x, yp, p, plan, H, W); });
   }
 }
 
@@ -89,19 +89,19 @@ void backward(const lc::TensorDesc& dyd, const lc::TensorDesc& xd, void* dx, con
   if (nhwc) {
     const auto plan =
         lc::nhwc_plan(true, lc::NhwcTile<scalar_t>::kBackwardCB, sizeof(scalar_t), sizeof(T), N, C, H, W, o.target());
-    auto kernel = vec ? lc::backward_nhwc_kernel<scalar_t, T, true> : lc::backward_nhwc_kernel<scalar_t, T, false>;
-    run(plan.grid.items, plan.smem_bytes, o, [&] { kernel(dy, x, dxp, p, wsp, plan, H, W); });
+    auto kernel = vec ? lc::backward_nhwc_kernel<scalar_t, T> : lc::backward_nhwc_strided_kernel<scalar_t, T>;
+    run(plan.grid.items, lc::kThreads, plan.smem_bytes, o, [&] { kernel(dy, x, dxp, p, wsp, plan, H, W); });
     partials = plan.grid.partials;
   } else {
     const auto plan = lc::nchw_plan(true, sizeof(scalar_t), sizeof(T), N, C, H, W, o.target());
-    auto kernel = !vec           ? lc::backward_nchw_kernel<scalar_t, T, false, true>
-                  : plan.chunked ? lc::backward_nchw_kernel<scalar_t, T, true, true>
-                                 : lc::backward_nchw_kernel<scalar_t, T, true, false>;
-    run(plan.grid.items, plan.smem_bytes, o, [&] { kernel(dy, x, dxp, p, wsp, plan, H, W); });
+    auto kernel = !vec           ? lc::backward_nchw_strided_kernel<scalar_t, T>
+                  : plan.chunked ? lc::backward_nchw_wide_kernel<scalar_t, T>
+                                 : lc::backward_nchw_kernel<scalar_t, T>;
+    run(plan.grid.items, plan.threads, plan.smem_bytes, o, [&] { kernel(dy, x, dxp, p, wsp, plan, H, W); });
     partials = plan.grid.partials;
   }
   const int blocks = static_cast<int>(lc::ceil_div(C, lc::kFinalizeChannels));
-  run(blocks, 0, o, [&] {
+  run(blocks, lc::kThreads, 0, o, [&] {
     lc::finalize_kernel<scalar_t, T>(wsp, p, static_cast<int>(N), partials, grads);
   });
 }

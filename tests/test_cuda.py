@@ -111,6 +111,7 @@ def load_emulation(path):
         getattr(lib, name).restype = I64
     lib.lgf_emu_ws_entries.argtypes = [ctypes.c_int, ctypes.c_int] + [I64] * 5
     lib.lgf_emu_selftest_fast_div.argtypes = [ctypes.c_uint32]
+    lib.lgf_emu_plan.argtypes = [ctypes.c_int] * 3 + [I64] * 4 + [ctypes.POINTER(I64)]
     return lib
 
 
@@ -259,6 +260,51 @@ def test_fast_division_is_exact(emu):
     assert emu.lgf_emu_selftest_fast_div(3000) == 0
 
 
+def _python_plans():
+    """benchmarks/static/cuda_plans.py: the static report's mirror of the launch plans."""
+    bench = os.path.join(REPO, "benchmarks")
+    if bench not in sys.path:
+        sys.path.insert(0, bench)
+    from static import cuda_plans
+
+    return cuda_plans
+
+
+PLAN_SHAPES = [
+    (2, 512, 80, 80),
+    (16, 256, 160, 160),
+    (1, 3, 1, 1),
+    (2, 35, 70, 300),
+    (1, 64, 1000, 7),
+    (4, 7, 33, 129),
+    (1, 1, 2049, 2049),
+    (3, 40, 100, 167),
+]
+
+
+@pytest.mark.parametrize("elem", [2, 4, 8])
+def test_static_report_plans_mirror_the_launch_plans(emu, elem):
+    """The static report (benchmarks/gpu_static.py) computes the kernels' tiles in Python; they
+    must be the ones csrc/cuda/tile_plan.cuh launches."""
+    cp = _python_plans()
+    out = (I64 * 12)()
+    for shape in PLAN_SHAPES:
+        for backward in (0, 1):
+            emu.lgf_emu_plan(0, backward, elem, *map(I64, shape), out)
+            p = cp.nchw_plan(bool(backward), elem, 8 if elem == 8 else 4, *shape)
+            g = p.grid
+            mine = [p.threads, p.th, p.tw, g.tiles_h, g.tiles_w, g.strip_len, g.strips, g.items]
+            mine += [g.partials, p.smem_bytes, int(p.chunked), p.rp]
+            assert list(out) == mine, ("nchw", shape, backward)
+            emu.lgf_emu_plan(1, backward, elem, *map(I64, shape), out)
+            cb = cp.nhwc_backward_cb(elem) if backward else cp.nhwc_forward_cb(elem)
+            q = cp.nhwc_plan(bool(backward), cb, elem, 8 if elem == 8 else 4, *shape)
+            g = q.grid
+            mine = [256, 16, 16, g.tiles_h, g.tiles_w, g.strip_len, g.strips, g.items]
+            mine += [g.partials, q.smem_bytes, 0, 0]
+            assert list(out) == mine, ("nhwc", shape, backward)
+
+
 # Small shapes: several tiles in both directions and a partial channel block, H = 1, W = 1, 2x2.
 EMU_SHAPES = [(2, 3, 37, 41), (2, 5, 1, 9), (1, 2, 6, 1), (1, 3, 2, 2)]
 
@@ -292,12 +338,13 @@ def test_emulated_widths_around_the_vector(emu, dtype, delta):
 
 
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
-def test_emulated_kernels_multiple_tiles_strips_and_channel_blocks(emu, layout):
-    """W = 300 fp32 needs two NCHW tile columns (at most 256 columns each) and 19 NHWC ones;
-    H = 70 several tile rows; C = 35 is not a multiple of any channel block (32/16/8)."""
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_emulated_kernels_multiple_tiles_strips_and_channel_blocks(emu, layout, dtype):
+    """W = 300 needs two (fp32) or three (fp64) NCHW tile columns of at most 64 vectors, and 19
+    NHWC ones; H = 70 several tile rows; C = 35 is not a multiple of any channel block."""
     torch.manual_seed(0)
-    inputs = make_inputs(1, 35, 70, 300, dtype=torch.float32, layout=layout)
-    check_emulated(emu, inputs, TOL[torch.float32])
+    inputs = make_inputs(1, 35, 70, 300, dtype=dtype, layout=layout)
+    check_emulated(emu, inputs, TOL[dtype])
 
 
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])

@@ -110,6 +110,7 @@ __device__ __forceinline__ void nchw_dl_phase(const NchwBackwardTile<scalar_t, T
   if constexpr (kChunked) {  // the dl columns left and right of the tile
     const bool left = tq == 0, right = tq == g.twv - 1;
     if (!left && !right) return;
+#pragma unroll
     for (int i = 0; i < R; ++i) {
       const int row = (r0 + i) * sw;
       const bool row_in = static_cast<unsigned>(s.h0 + r0 - 1 + i) < static_cast<unsigned>(s.H);
@@ -178,6 +179,7 @@ __device__ __forceinline__ void backward_nchw(const TileSource<scalar_t>& dy, co
   const LoadColumn xcol = nchw_load_column(x, g, tid, g.th + 4, w0, W);
   const LoadColumn dcol = nchw_load_column(dy, g, tid, g.th + 2, w0, W);
   if constexpr (!kChunked) {  // whole rows: the dl columns left and right of the tile are outside the image
+#pragma unroll 1
     for (int k = tid; k < 2 * (g.th + 2); k += g.threads) dls[(k >> 1) * g.sw + ((k & 1) ? V + g.tw : V - 1)] = T(0);
   }
   T acc[NUM_SLOTS];

@@ -52,6 +52,7 @@ __device__ __forceinline__ void block_reduce_plane(const T (&acc)[NUM_SLOTS], T*
   __syncthreads();
   if (tid < NUM_SLOTS) {
     T t = red[tid];
+#pragma unroll 1
     for (int w = 1; w < warps; ++w) t += red[w * NUM_SLOTS + tid];
     out(tid, t);
   }

@@ -15,8 +15,8 @@
 // __shared__ arrays: __shared__ is left undefined here, so such a kernel does not compile), and
 // it is filled with NaN bytes (0xff) at the start of every block, so a read of shared memory no
 // thread of the block wrote shows up as NaN. cp.async is a synchronous copy (or zero fill).
-// __shfl_xor_sync exchanges through a buffer between two barriers, so it must be called by
-// every thread of the block (the kernels only call it that way).
+// __shfl_xor_sync and __shfl_down_sync exchange through a buffer between two barriers, so they
+// must be called by every thread of the block (the kernels only call them that way).
 //
 // What this does not model: nvcc itself, memory-model details beyond barrier ordering, launch
 // limits, and the device math functions (lgf_math.h uses std::exp on the host).
@@ -194,15 +194,31 @@ inline void sync_at(const char* where) {
 #define LGF_EMU_STR(x) LGF_EMU_STR2(x)
 #define __syncthreads() lgf_emu::sync_at(__FILE__ ":" LGF_EMU_STR(__LINE__))
 
-// Butterfly shuffle within each warp of 32 threads.
-template <typename T>
-T __shfl_xor_sync(unsigned mask, T v, int lane_mask) {
+namespace lgf_emu {
+
+// A warp shuffle: every thread offers v and gets the value of lane source(lane) of its warp
+// (its own value when that lane is outside the warp). Exchanged through a buffer between two
+// barriers, so all threads of the block must call it (the kernels only call it that way).
+template <typename T, typename Source>
+T shuffle(unsigned mask, T v, Source source) {
   static T exchange[1024];
-  if (mask != 0xffffffffu) lgf_emu::g_block->error = "partial shuffle masks are not emulated";
-  const unsigned me = threadIdx.x;
+  if (mask != 0xffffffffu) g_block->error = "partial shuffle masks are not emulated";
+  const unsigned me = threadIdx.x, lane = me & 31u, from = source(lane);
   exchange[me] = v;
   __syncthreads();
-  const T r = exchange[(me & ~31u) | ((me & 31u) ^ static_cast<unsigned>(lane_mask))];
+  const T r = from < 32 ? exchange[(me & ~31u) | from] : v;
   __syncthreads();
   return r;
+}
+
+}  // namespace lgf_emu
+
+template <typename T>
+T __shfl_xor_sync(unsigned mask, T v, int lane_mask) {
+  return lgf_emu::shuffle(mask, v, [&](unsigned lane) { return lane ^ static_cast<unsigned>(lane_mask); });
+}
+
+template <typename T>
+T __shfl_down_sync(unsigned mask, T v, unsigned delta) {
+  return lgf_emu::shuffle(mask, v, [&](unsigned lane) { return lane + delta; });
 }

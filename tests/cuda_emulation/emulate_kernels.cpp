@@ -196,6 +196,28 @@ int64_t lgf_emu_selftest_fast_div(uint32_t max_d) {
   return wrong;
 }
 
+// The launch plan of tile_plan.cuh for x of (N, C, H, W) with elements of elem_bytes, as 12
+// integers: threads, tile rows, tile columns, tiles_h, tiles_w, strip_len, strips, items,
+// partials, shared-memory bytes, chunked (NCHW only), rows per pass (NCHW only). nhwc: the
+// channels_last plan with its kernel's channel block. Lets the tests compare the Python mirror
+// of the plans (benchmarks/static/cuda_plans.py) with the real ones.
+void lgf_emu_plan(int nhwc, int backward, int elem_bytes, int64_t N, int64_t C, int64_t H, int64_t W,
+                  int64_t* out) {
+  const int acc = elem_bytes == 8 ? 8 : 4;
+  if (nhwc) {
+    const int cb = backward ? (elem_bytes == 8 ? 8 : elem_bytes == 2 ? 32 : 16) : 64 / elem_bytes;
+    const auto p = lc::nhwc_plan(backward != 0, cb, elem_bytes, acc, N, C, H, W);
+    const int64_t v[12] = {lc::kThreads, 16, 16, p.grid.tiles_h, p.grid.tiles_w, p.grid.strip_len, p.grid.strips,
+                           p.grid.items, p.grid.partials, p.smem_bytes, 0, 0};
+    std::copy(v, v + 12, out);
+  } else {
+    const auto p = lc::nchw_plan(backward != 0, elem_bytes, acc, N, C, H, W);
+    const int64_t v[12] = {p.threads, p.th, p.tw, p.grid.tiles_h, p.grid.tiles_w, p.grid.strip_len, p.grid.strips,
+                           p.grid.items, p.grid.partials, p.smem_bytes, p.chunked, p.rp};
+    std::copy(v, v + 12, out);
+  }
+}
+
 // Workspace entries of the backward launch plan (N * partials * C * 16, in the compute type).
 int64_t lgf_emu_ws_entries(int dtype, int nhwc, int64_t N, int64_t C, int64_t H, int64_t W, int64_t target_blocks) {
   const Options o{0, 0, target_blocks};

@@ -189,10 +189,10 @@ __device__ __forceinline__ void backward_nchw(const TileSource<scalar_t>& dy, co
   for (int t = it.strip * g.grid.strip_len; t < t_end; ++t) {
     const int h0 = t * g.th;
     __syncthreads();  // the previous tile's readers of xs, dys and dls are done
-    copy_region<kVec>(Region<scalar_t>{x.at(it.n, it.c, h0, w0), xs, g.sw, -2, g.th + 4, -h0, H - h0,
+    copy_region<kVec>(Region<scalar_t>{x.at(it.n, it.c, h0, w0), xs, g.sw, -2, -h0, H - h0,
                                        static_cast<int>(x.sh), static_cast<int>(x.sw)},
                       xcol, g.rp);
-    copy_region<kVec>(Region<scalar_t>{dy.at(it.n, it.c, h0, w0), dys, g.sw, -1, g.th + 2, -h0, H - h0,
+    copy_region<kVec>(Region<scalar_t>{dy.at(it.n, it.c, h0, w0), dys, g.sw, -1, -h0, H - h0,
                                        static_cast<int>(dy.sh), static_cast<int>(dy.sw)},
                       dcol, g.rp);
     async_copy_wait_all();
@@ -205,6 +205,9 @@ __device__ __forceinline__ void backward_nchw(const TileSource<scalar_t>& dy, co
     }
   }
   T* out = ws + ((int64_t(it.n) * g.grid.partials + it.strip * g.grid.tiles_w + it.tw) * p.C + it.c) * NUM_SLOTS;
+  // The reduction buffer (at most 8 warps x 16 values) lies in the x tile at the start of shared
+  // memory, whose last readers (the dl phase) finished before the barrier ahead of the dx phase;
+  // the dx phase reads only dys and dls. So no barrier is needed before it is written.
   block_reduce_plane(acc, dynamic_smem<T>(), g.threads / 32, [&](int s, T v) { out[s] = v; });
 }
 

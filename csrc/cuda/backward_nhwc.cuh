@@ -163,11 +163,11 @@ __device__ __forceinline__ void backward_nhwc(const TileSource<scalar_t>& dy, co
     // tile origins and copy columns are recomputed per tile (a few instructions) rather than
     // kept live across the phases
     const int n = opaque(it.n), cb = opaque(c0), wb = opaque(w0), t2 = opaque(tid);
-    copy_region<kVec>(Region<scalar_t>{x.at(n, cb, h0, wb), xs, XW * CB, -2, TH + 4, -h0, H - h0,
+    copy_region<kVec>(Region<scalar_t>{x.at(n, cb, h0, wb), xs, XW * CB, -2, -h0, H - h0,
                                        static_cast<int>(x.sh), static_cast<int>(x.sc)},
                       nhwc_load_column<CB, XW, 2, TH + 4>(x, t2, wb, W, cb, C),
                       nhwc_rows_per_pass<CB, XW, scalar_t>());
-    copy_region<kVec>(Region<scalar_t>{dy.at(n, cb, h0, wb), dys, LW * CB, -1, TH + 2, -h0, H - h0,
+    copy_region<kVec>(Region<scalar_t>{dy.at(n, cb, h0, wb), dys, LW * CB, -1, -h0, H - h0,
                                        static_cast<int>(dy.sh), static_cast<int>(dy.sc)},
                       nhwc_load_column<CB, LW, 1, TH + 2>(dy, t2, wb, W, cb, C),
                       nhwc_rows_per_pass<CB, LW, scalar_t>());

@@ -27,7 +27,7 @@ __device__ __forceinline__ void forward_nchw(const TileSource<scalar_t>& x, scal
   const TileItem it = g.grid.decode(blockIdx.x);
   const int h0 = it.strip * g.th, w0 = it.tw * g.tw;
   const ChannelParams<T> cp = channel_params<T>(p, it.n, it.c);
-  const Region<scalar_t> reg{x.at(it.n, it.c, h0, w0), tile, g.sw, -1, g.th + 2, -h0, H - h0,
+  const Region<scalar_t> reg{x.at(it.n, it.c, h0, w0), tile, g.sw, -1, -h0, H - h0,
                              static_cast<int>(x.sh), static_cast<int>(x.sw)};
   copy_region<kVec>(reg, nchw_load_column(x, g, tid, g.th + 2, w0, W), g.rp);
   async_copy_wait_all();
@@ -71,7 +71,7 @@ __device__ __forceinline__ void forward_nhwc(const TileSource<scalar_t>& x, scal
   const TileItem it = g.grid.decode(blockIdx.x);
   const int h0 = it.strip * TH, w0 = it.tw * TW, c0 = it.c * CB, c = c0 + cx;
   const ChannelParams<T> cp = channel_params<T>(p, it.n, std::min(c, C - 1));
-  const Region<scalar_t> reg{x.at(it.n, c0, h0, w0), tile, PW * CB, -1, TH + 2, -h0, H - h0,
+  const Region<scalar_t> reg{x.at(it.n, c0, h0, w0), tile, PW * CB, -1, -h0, H - h0,
                              static_cast<int>(x.sh), static_cast<int>(x.sc)};
   copy_region<kVec>(reg, nhwc_load_column<CB, PW, 1, TH + 2>(x, tid, w0, W, c0, C),
                     nhwc_rows_per_pass<CB, PW, scalar_t>());

@@ -31,9 +31,9 @@ __device__ __forceinline__ void add_slots(T (&acc)[NUM_SLOTS], const PointGrad<T
 
 // Sums acc over all threads of a block that works on one channel (the NCHW kernels, whose
 // block size varies per launch), in a fixed order: a butterfly over the lanes of each warp, then
-// the warps' sums in warp order (red holds warps * NUM_SLOTS values and may overlay the tiles:
-// the first barrier waits for their readers). out(slot, value) is called once per slot. Every
-// thread of the block must call this.
+// the warps' sums in warp order. red holds warps * NUM_SLOTS values; the caller guarantees that
+// no thread reads that memory after the caller's last barrier (no barrier here waits for such
+// readers). out(slot, value) is called once per slot. Every thread of the block must call this.
 template <typename T, typename Out>
 __device__ __forceinline__ void block_reduce_plane(const T (&acc)[NUM_SLOTS], T* red, int warps, Out out) {
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -44,7 +44,6 @@ __device__ __forceinline__ void block_reduce_plane(const T (&acc)[NUM_SLOTS], T*
   for (int off = 16; off >= 1; off >>= 1)
 #pragma unroll
     for (int s = 0; s < NUM_SLOTS; ++s) v[s] += __shfl_xor_sync(0xffffffffu, v[s], off);
-  __syncthreads();
   if (lane == 0) {
 #pragma unroll
     for (int s = 0; s < NUM_SLOTS; ++s) red[warp * NUM_SLOTS + s] = v[s];

@@ -3,8 +3,9 @@
 // has several loads in flight and no registers hold them. The data stays in the input dtype in
 // shared memory; the compute converts on read.
 //
-// A region is `rows` rows of 16-byte vectors; thread t owns one vector column of it and copies
-// rows r, r + rp, r + 2 rp, ... (rp = rows the block covers per pass). The fast path (kVec)
+// A region is rows of 16-byte vectors; thread t owns one vector column of it and copies rows r,
+// r + rp, r + 2 rp, ... (rp = rows the block covers per pass; how many: LoadColumn::passes, from
+// the region's row count given to nchw_load_column / nhwc_load_column). The fast path (kVec)
 // copies whole vectors; the other copies element by element through the tensor's own strides
 // (any strides, stride 0 included). The two are separate instantiations, so neither carries
 // the other's code.
@@ -20,7 +21,7 @@ struct Region {
   const scalar_t* origin;  // the tensor's element at the tile origin
   scalar_t* smem;          // shared-memory row 0 of the region
   int srow;                // shared row stride (elements)
-  int row0, rows;          // image row of region row 0, relative to the tile origin; region rows
+  int row0;                // image row of region row 0, relative to the tile origin
   int h_begin, h_end;      // relative image rows inside the tensor: [h_begin, h_end)
   int sh, es;              // row stride; element stride inside a vector (element-wise copies)
 };

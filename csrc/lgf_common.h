@@ -4,11 +4,18 @@
 #include <ATen/core/Tensor.h>
 
 #include <tuple>
+#include <type_traits>
 
 namespace lgf {
 
-// TORCH_CHECKs on shapes, dtypes and devices (the Python wrapper checks first, with the same
-// messages, so these only fire when torch.ops.lgf.* is called directly).
+// Compute type of a kernel: double for double tensors, float otherwise (float16/bfloat16 are
+// converted to float when read). acc_type_of below is the same rule at run time.
+template <typename scalar_t>
+using acc_t = std::conditional_t<std::is_same<scalar_t, double>::value, double, float>;
+
+// TORCH_CHECKs on shapes, dtypes and devices. lgf_ops.lgf_fused validates its arguments first in
+// Python (lgf_ops/_validate.py, with its own messages), so these fire when torch.ops.lgf.* is
+// called directly; they check the same conditions, worded for the C++ op.
 void check_fused_inputs(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                         const at::Tensor& g, const at::Tensor& gate, const at::Tensor& gamma);
 void check_grad_output(const at::Tensor& dy, const at::Tensor& x);
@@ -17,7 +24,8 @@ void check_grad_output(const at::Tensor& dy, const at::Tensor& x);
 at::ScalarType acc_type_of(const at::Tensor& x);
 
 // True when y/dx are produced channels_last (x is channels_last-contiguous and not also
-// NCHW-contiguous); mirrors lgf_ops._cpp.output_memory_format.
+// NCHW-contiguous); the same rule as output_memory_format in lgf_ops/_fake.py, which the fake
+// (meta) kernels use.
 bool use_channels_last(const at::Tensor& x);
 
 // The small parameter tensors converted once to the compute dtype and made contiguous, for a

@@ -4,9 +4,9 @@ Three groups:
   * build checks (always run): when a CUDA toolkit is present the extension must carry CUDA
     kernels for both ops (a CPU-only build then is a failure, unless LGF_BUILD_CUDA=0);
   * emulated execution (always run, needs a host C++ compiler): the device code of csrc/cuda is
-    compiled for the CPU with csrc/cuda/emulate/cuda_emulation.h (block threads as fibers,
-    __syncthreads as a barrier that exposes missing ones) and checked against the reference with
-    the launch plans of the real wrappers;
+    compiled for the CPU with tests/cuda_emulation/cuda_emulation.h (block threads as fibers,
+    __syncthreads as a barrier that exposes missing ones, shared memory NaN at every block start)
+    and checked against the reference with the launch plans of the real wrappers;
   * on a GPU (skipped without one): the registered kernels through lgf_ops.lgf_fused.
 """
 
@@ -15,6 +15,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 
 import pytest
 import torch
@@ -60,8 +61,9 @@ def test_cuda_kernels_built_when_the_toolkit_is_present():
     )
     for op in ("fused_forward", "fused_backward"):
         assert _has_cuda_kernel(op), (
-            f"nvcc exists at {nvcc} but lgf::{op} has no CUDA kernel: the extension was built without "
-            "csrc/cuda (rebuild it, or set LGF_BUILD_CUDA=0 to build and test CPU-only on purpose)"
+            f"nvcc exists at {nvcc} but lgf::{op} has no CUDA kernel: the extension was built "
+            "without csrc/cuda (rebuild it, or set LGF_BUILD_CUDA=0 to build and test CPU-only on "
+            "purpose)"
         )
     assert "cuda" in lgf_ops.available_backends()
 
@@ -76,46 +78,50 @@ def test_cuda_registration_is_consistent():
 # ---------------------------------------------------------------------------------------------
 # Emulated execution of the device code on the CPU
 
+EMU_DIR = os.path.join(REPO, "tests", "cuda_emulation")
 DTYPE_CODE = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
 I64 = ctypes.c_int64
 
 
-@pytest.fixture(scope="session")
-def emu(tmp_path_factory):
-    """csrc/cuda/emulate/emulate_kernels.cpp built with the host compiler, loaded with ctypes."""
-    cxx = shlex.split(os.environ.get("CXX", "")) or [
+def _host_cxx():
+    return shlex.split(os.environ.get("CXX", "")) or [
         c for c in (shutil.which("g++") or shutil.which("c++"),) if c
     ]
+
+
+def build_emulation(out, extra_flags=()):
+    """tests/cuda_emulation/emulate_kernels.cpp built with the host compiler into `out`."""
+    cxx = _host_cxx()
     if not cxx:
         pytest.skip("no host C++ compiler (g++/c++) to build the CUDA emulation")
-    out = str(tmp_path_factory.mktemp("lgf_emu") / "lgf_emu.so")
-    src = os.path.join(CSRC, "cuda", "emulate", "emulate_kernels.cpp")
     torch_include = os.path.join(os.path.dirname(torch.__file__), "include")
-    cmd = cxx + [
-        "-std=c++20",
-        "-O2",
-        "-shared",
-        "-fPIC",
-        "-I",
-        CSRC,
-        "-I",
-        torch_include,
-        src,
-        "-o",
-        out,
-    ]
+    src = os.path.join(EMU_DIR, "emulate_kernels.cpp")
+    cmd = cxx + ["-std=c++20", "-O2", "-shared", "-fPIC", *extra_flags]
+    cmd += ["-I", CSRC, "-I", torch_include, src, "-o", str(out)]
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0, (
         f"building the CUDA emulation failed:\n{' '.join(cmd)}\n{res.stderr[-4000:]}"
     )
-    lib = ctypes.CDLL(out)
-    lib.lgf_emu_ws_tiles.restype = I64
-    lib.lgf_emu_ws_tiles.argtypes = [ctypes.c_int, ctypes.c_int, I64, I64, I64, I64]
+    return str(out)
+
+
+def load_emulation(path):
+    lib = ctypes.CDLL(path)
+    for name in ("lgf_emu_ws_entries", "lgf_emu_selftest_fast_div"):
+        getattr(lib, name).restype = I64
+    lib.lgf_emu_ws_entries.argtypes = [ctypes.c_int, ctypes.c_int] + [I64] * 5
+    lib.lgf_emu_selftest_fast_div.argtypes = [ctypes.c_uint32]
+    lib.lgf_emu_plan.argtypes = [ctypes.c_int] * 3 + [I64] * 4 + [ctypes.POINTER(I64)]
     return lib
 
 
-def _strides(t):
-    return (I64 * 4)(*t.stride())
+@pytest.fixture(scope="session")
+def emu(tmp_path_factory):
+    return load_emulation(build_emulation(tmp_path_factory.mktemp("lgf_emu") / "lgf_emu.so"))
+
+
+def _longs(values):
+    return (I64 * 4)(*values)
 
 
 def _ptr(t):
@@ -126,10 +132,14 @@ def _acc(dtype):
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _params(weight, bias, g, gate, gamma, acc):
-    """The parameters as the wrappers pass them: compute dtype, contiguous, in DevParams order."""
-    keep = [t.detach().to(acc).contiguous() for t in (weight, bias, gate, gamma, g)]
+def _params(weight, bias, g, gate, gamma):
+    """The parameters as the wrappers pass them: own dtype, contiguous, in ParamView order."""
+    keep = [t.detach().contiguous() for t in (weight, bias, gate, gamma, g)]
     return keep, (ctypes.c_void_p * 5)(*[t.data_ptr() for t in keep])
+
+
+def _param_float(x, weight):
+    return int(weight.dtype == torch.float32 and x.dtype in (torch.float16, torch.bfloat16))
 
 
 def _empty_out(x):
@@ -137,23 +147,26 @@ def _empty_out(x):
     return torch.full_like(x.detach(), float("nan"), memory_format=fmt)  # NaN: unwritten shows up
 
 
-def emu_forward(lib, x, weight, bias, g, gate, gamma, grid=0, reverse=False):
+def _nhwc(x):
+    return int(_cpp.output_memory_format(x) == torch.channels_last)
+
+
+def emu_forward(lib, x, weight, bias, g, gate, gamma, reverse_threads=False, reverse_blocks=False):
     x = x.detach()
-    keep, ptrs = _params(weight, bias, g, gate, gamma, _acc(x.dtype))
+    keep, ptrs = _params(weight, bias, g, gate, gamma)
     y = _empty_out(x)
     err = ctypes.create_string_buffer(1024)
-    nhwc = int(_cpp.output_memory_format(x) == torch.channels_last)
     rc = lib.lgf_emu_forward(
         DTYPE_CODE[x.dtype],
+        _param_float(x, weight),
         _ptr(x),
-        _strides(x),
+        _longs(x.shape),
+        _longs(x.stride()),
         _ptr(y),
-        _strides(y),
         ptrs,
-        *map(I64, x.shape),
-        nhwc,
-        I64(grid),
-        int(reverse),
+        _nhwc(x),
+        int(reverse_threads),
+        int(reverse_blocks),
         err,
         1024,
     )
@@ -161,78 +174,70 @@ def emu_forward(lib, x, weight, bias, g, gate, gamma, grid=0, reverse=False):
     return y
 
 
-def emu_backward(lib, dy, x, weight, bias, g, gate, gamma, grid=0, reverse=False):
-    """dx and the raw workspace (N*C, NUM_SLOTS, tiles) of the backward kernels."""
+def emu_backward(
+    lib,
+    dy,
+    x,
+    weight,
+    bias,
+    g,
+    gate,
+    gamma,
+    reverse_threads=False,
+    reverse_blocks=False,
+    target_blocks=0,
+):
+    """dx, the parameter gradients (dweight, dbias, dg, dgate, dgamma) and the workspace."""
     x, dy = x.detach(), dy.detach()
-    acc = _acc(x.dtype)
-    keep, ptrs = _params(weight, bias, g, gate, gamma, acc)
+    keep, ptrs = _params(weight, bias, g, gate, gamma)
     dx = _empty_out(x)
     N, C, H, W = x.shape
-    nhwc = int(_cpp.output_memory_format(x) == torch.channels_last)
-    tiles = lib.lgf_emu_ws_tiles(DTYPE_CODE[x.dtype], nhwc, N, C, H, W)
-    ws = torch.full((N * C, NUM_SLOTS, tiles), float("nan"), dtype=acc)
+    code, nhwc = DTYPE_CODE[x.dtype], _nhwc(x)
+    ws = torch.full(
+        (lib.lgf_emu_ws_entries(code, nhwc, N, C, H, W, target_blocks),),
+        float("nan"),
+        dtype=_acc(x.dtype),
+    )
+    pd = weight.dtype
+    grads = [
+        torch.full(s, float("nan"), dtype=d)
+        for s, d in (((C, 1, 3, 3), pd), ((C,), pd), ((N, C), g.dtype), ((6, C), pd), ((C,), pd))
+    ]
+    order = (grads[0], grads[1], grads[3], grads[4], grads[2])  # the order of GradOutputs
     err = ctypes.create_string_buffer(1024)
     rc = lib.lgf_emu_backward(
-        DTYPE_CODE[x.dtype],
+        code,
+        _param_float(x, weight),
         _ptr(dy),
-        _strides(dy),
+        _longs(dy.stride()),
         _ptr(x),
-        _strides(x),
+        _longs(x.shape),
+        _longs(x.stride()),
         _ptr(dx),
-        _strides(dx),
         ptrs,
         _ptr(ws),
-        *map(I64, x.shape),
+        (ctypes.c_void_p * 5)(*[t.data_ptr() for t in order]),
         nhwc,
-        I64(grid),
-        int(reverse),
+        int(reverse_threads),
+        int(reverse_blocks),
+        I64(target_blocks),
         err,
         1024,
     )
     assert rc == 0, err.value.decode()
-    return dx, ws
-
-
-def finalize(ws, x, weight, g, gate):
-    """What the CUDA wrapper does after the kernel: ws.sum over tiles, then the arithmetic of
-    lgf::finalize_param_grads (csrc/lgf_ops.cpp), written out here to check the slot contents."""
-    N, C = x.shape[:2]
-    P = ws.sum(2).view(N, C, NUM_SLOTS)
-    gate_a, g_a = gate.detach().to(P.dtype), g.detach().to(P.dtype)
-    dzl, dzg = P[..., 2], P[..., 3]
-    dg = P[..., 1] + gate_a[1] * dzl + gate_a[4] * dzg
-    dgate = torch.stack(
-        [
-            P[..., 4].sum(0),
-            (g_a * dzl).sum(0),
-            dzl.sum(0),
-            P[..., 5].sum(0),
-            (g_a * dzg).sum(0),
-            dzg.sum(0),
-        ]
-    )
-    pd = weight.dtype
-    dweight = P[..., 7:16].sum(0).reshape(C, 1, 3, 3)
-    return (
-        dweight.to(pd),
-        P[..., 6].sum(0).to(pd),
-        dg.to(g.dtype),
-        dgate.to(pd),
-        P[..., 0].sum(0).to(pd),
-    )
+    return dx, tuple(grads), ws
 
 
 def check_emulated(lib, inputs, tol, dy=None, **launch):
     if dy is None:
         dy = torch.randn(inputs[0].shape, dtype=torch.float64).to(inputs[0].dtype)
     y_ref, grads_ref = forward_and_grads(lgf_fused_reference, inputs, dy)
-    y = emu_forward(lib, *inputs, **launch)
-    dx, ws = emu_backward(lib, dy, *inputs, **launch)
+    y = emu_forward(lib, *inputs, **{k: v for k, v in launch.items() if k != "target_blocks"})
+    dx, grads, ws = emu_backward(lib, dy, *inputs, **launch)
     assert_close_scaled(y, y_ref, tol, "y")
-    grads = (dx,) + finalize(ws, inputs[0], inputs[1], inputs[3], inputs[4])
-    for name, a, e in zip(GRAD_NAMES, grads, grads_ref):
+    for name, a, e in zip(GRAD_NAMES, (dx,) + grads, grads_ref):
         assert_close_scaled(a, e, tol, f"d{name}")
-    return y, dx, ws
+    return y, (dx,) + grads, ws
 
 
 def test_emulation_exposes_missing_and_divergent_barriers(emu):
@@ -241,6 +246,63 @@ def test_emulation_exposes_missing_and_divergent_barriers(emu):
     assert emu.lgf_emu_selftest_race(1) == 0
     assert emu.lgf_emu_selftest_race(0) > 0
     assert emu.lgf_emu_selftest_divergence() == 1
+
+
+def test_emulation_fills_shared_memory_with_nan_at_every_block(emu):
+    """A read of shared memory that no thread of the block wrote is NaN, even after an earlier
+    block wrote there (zero-filled memory would hide such reads)."""
+    assert emu.lgf_emu_selftest_smem_fill() == 0
+
+
+def test_fast_division_is_exact(emu):
+    """FastDiv (tile_plan.cuh) decodes block and thread indices: exact for every divisor the
+    plans use (at most a few thousand) over small numerators, around multiples, and near 2^31."""
+    assert emu.lgf_emu_selftest_fast_div(3000) == 0
+
+
+def _python_plans():
+    """benchmarks/static/cuda_plans.py: the static report's mirror of the launch plans."""
+    bench = os.path.join(REPO, "benchmarks")
+    if bench not in sys.path:
+        sys.path.insert(0, bench)
+    from static import cuda_plans
+
+    return cuda_plans
+
+
+PLAN_SHAPES = [
+    (2, 512, 80, 80),
+    (16, 256, 160, 160),
+    (1, 3, 1, 1),
+    (2, 35, 70, 300),
+    (1, 64, 1000, 7),
+    (4, 7, 33, 129),
+    (1, 1, 2049, 2049),
+    (3, 40, 100, 167),
+]
+
+
+@pytest.mark.parametrize("elem", [2, 4, 8])
+def test_static_report_plans_mirror_the_launch_plans(emu, elem):
+    """The static report (benchmarks/gpu_static.py) computes the kernels' tiles in Python; they
+    must be the ones csrc/cuda/tile_plan.cuh launches."""
+    cp = _python_plans()
+    out = (I64 * 12)()
+    for shape in PLAN_SHAPES:
+        for backward in (0, 1):
+            emu.lgf_emu_plan(0, backward, elem, *map(I64, shape), out)
+            p = cp.nchw_plan(bool(backward), elem, 8 if elem == 8 else 4, *shape)
+            g = p.grid
+            mine = [p.threads, p.th, p.tw, g.tiles_h, g.tiles_w, g.strip_len, g.strips, g.items]
+            mine += [g.partials, p.smem_bytes, int(p.chunked), p.rp]
+            assert list(out) == mine, ("nchw", shape, backward)
+            emu.lgf_emu_plan(1, backward, elem, *map(I64, shape), out)
+            cb = cp.nhwc_backward_cb(elem) if backward else cp.nhwc_forward_cb(elem)
+            q = cp.nhwc_plan(bool(backward), cb, elem, 8 if elem == 8 else 4, *shape)
+            g = q.grid
+            mine = [256, 16, 16, g.tiles_h, g.tiles_w, g.strip_len, g.strips, g.items]
+            mine += [g.partials, q.smem_bytes, 0, 0]
+            assert list(out) == mine, ("nhwc", shape, backward)
 
 
 # Small shapes: several tiles in both directions and a partial channel block, H = 1, W = 1, 2x2.
@@ -256,13 +318,47 @@ def test_emulated_kernels_match_reference(emu, shape, layout, dtype):
     check_emulated(emu, inputs, TOL[dtype])
 
 
+def _vec(dtype):
+    """Elements per 16-byte vector: the outputs per thread along a row of the NCHW kernels."""
+    return 16 // torch.empty((), dtype=dtype).element_size()
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("delta", [-1, 0, 1, 3])
+def test_emulated_widths_around_the_vector(emu, dtype, delta):
+    """Rows of V - 1 .. 2V + 1 columns (V outputs per thread): ragged ends of the 16-byte path and
+    the element-wise path, in both layouts (channels_last: C around the vector instead)."""
+    V = _vec(dtype)
+    for n in (V + delta, 2 * V + delta):
+        if n < 1:
+            continue
+        for layout, shape in (("nchw", (2, 3, 6, n)), ("channels_last", (1, n, 5, 3))):
+            inputs = make_inputs(*shape, dtype=dtype, layout=layout)
+            check_emulated(emu, inputs, TOL[dtype])
+
+
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
-def test_emulated_kernels_multiple_strips_and_channel_blocks(emu, layout):
-    """H = 70 gives two backward strips in both layouts; C = 35 is not a multiple of any
-    channel block (32/16/8); W = 41 spans two (NCHW) or three (NHWC) tile columns."""
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_emulated_kernels_multiple_tiles_strips_and_channel_blocks(emu, layout, dtype):
+    """W = 300 needs two (fp32) or three (fp64) NCHW tile columns of at most 64 vectors, and 19
+    NHWC ones; H = 70 several tile rows; C = 35 is not a multiple of any channel block."""
     torch.manual_seed(0)
-    inputs = make_inputs(1, 35, 70, 41, dtype=torch.float32, layout=layout)
-    check_emulated(emu, inputs, TOL[torch.float32])
+    inputs = make_inputs(1, 35, 70, 300, dtype=dtype, layout=layout)
+    check_emulated(emu, inputs, TOL[dtype])
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_emulated_long_strips_sum_like_short_ones(emu, layout):
+    """A block walking the whole column of tiles (target_blocks=1) and blocks of one tile each
+    give the same y and dx bitwise and the same parameter gradients up to summation order."""
+    inputs = make_inputs(2, 3, 200, 20, dtype=torch.float64, layout=layout)  # 3 NCHW tile rows
+    dy = torch.randn(inputs[0].shape, dtype=torch.float64)
+    _, long, ws_long = check_emulated(emu, inputs, TOL[torch.float64], dy=dy, target_blocks=1)
+    _, short, ws_short = check_emulated(emu, inputs, TOL[torch.float64], dy=dy, target_blocks=10**6)
+    assert ws_short.numel() > ws_long.numel()  # really different strips
+    assert torch.equal(long[0], short[0])
+    for name, a, b in zip(GRAD_NAMES[1:], long[1:], short[1:]):
+        assert_close_scaled(a, b, 1e-12, f"d{name}")
 
 
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
@@ -283,18 +379,96 @@ def test_emulated_stride_zero_upstream_gradient(emu, layout):
 
 
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
-def test_emulated_results_do_not_depend_on_grid_or_thread_order(emu, layout):
-    """Bitwise the same y, dx and workspace whatever the number of blocks (the grid-stride loops)
-    and the order the threads of a block run in: the reduction order is fixed by the data."""
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_emulated_upstream_gradient_in_the_other_layout(emu, layout, dtype):
+    """dy channels_last for NCHW x and the reverse (the kernels read it through its strides;
+    the CUDA wrapper copies it to x's layout first, for coalescing), and a dy broadcast along
+    N only (stride 0 there, contiguous inside each image)."""
+    inputs = make_inputs(2, 6, 11, 13, dtype=dtype, layout=layout)
+    other = torch.channels_last if layout == "nchw" else torch.contiguous_format
+    dy = torch.randn(inputs[0].shape, dtype=torch.float64).to(dtype)
+    check_emulated(emu, inputs, TOL[dtype], dy=dy.contiguous(memory_format=other))
+    fmt = _cpp.output_memory_format(inputs[0])
+    dy_n = torch.randn((1, *inputs[0].shape[1:]), dtype=torch.float64).to(dtype)
+    check_emulated(
+        emu, inputs, TOL[dtype], dy=dy_n.contiguous(memory_format=fmt).expand(2, -1, -1, -1)
+    )
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_emulated_results_do_not_depend_on_block_or_thread_order(emu, layout):
+    """Bitwise the same y, dx, workspace and gradients whatever order the blocks and the
+    threads of a block run in: the reduction order is fixed by the data."""
     inputs = make_inputs(1, 11, 37, 41, dtype=torch.float32, layout=layout)
     dy = torch.randn(inputs[0].shape)
     y0 = emu_forward(emu, *inputs)
-    dx0, ws0 = emu_backward(emu, dy, *inputs)
+    dx0, g0, ws0 = emu_backward(emu, dy, *inputs)
     assert torch.isfinite(ws0).all() and torch.isfinite(dx0).all()
-    for grid, reverse in ((1, False), (3, True), (0, True)):
-        y = emu_forward(emu, *inputs, grid=grid, reverse=reverse)
-        dx, ws = emu_backward(emu, dy, *inputs, grid=grid, reverse=reverse)
-        assert torch.equal(y, y0) and torch.equal(dx, dx0) and torch.equal(ws, ws0), (grid, reverse)
+    for rt, rb in ((True, False), (False, True), (True, True)):
+        y = emu_forward(emu, *inputs, reverse_threads=rt, reverse_blocks=rb)
+        dx, g, ws = emu_backward(emu, dy, *inputs, reverse_threads=rt, reverse_blocks=rb)
+        assert torch.equal(y, y0) and torch.equal(dx, dx0) and torch.equal(ws, ws0), (rt, rb)
+        assert all(torch.equal(a, b) for a, b in zip(g, g0)), (rt, rb)
+
+
+def test_emulated_empty_batch_gives_zero_parameter_gradients(emu):
+    """N = 0: no main kernel block runs, the finalize kernel writes zero gradients."""
+    inputs = make_inputs(0, 5, 7, 7, dtype=torch.float32)
+    dx, grads, ws = emu_backward(emu, torch.randn(0, 5, 7, 7), *inputs)
+    assert dx.shape == (0, 5, 7, 7) and ws.numel() == 0
+    for name, gr in zip(GRAD_NAMES[1:], grads):
+        assert torch.equal(gr, torch.zeros_like(gr)), name
+
+
+ASAN_SCRIPT = """
+import sys
+import torch
+sys.path.insert(0, {tests!r})
+import test_cuda as t
+from op_utils import TOL, make_inputs
+
+lib = t.load_emulation({lib!r})
+for dtype in t.DTYPES:
+    for layout in t.LAYOUTS:
+        for shape in ((2, 5, 9, 19), (2, 8, 9, 16)):  # element-wise and 16-byte paths
+            t.check_emulated(lib, make_inputs(*shape, dtype=dtype, layout=layout), TOL[dtype])
+for layout in ("nchw", "channels_last"):
+    inputs = make_inputs(1, 3, 7, 9, dtype=torch.float64, layout=layout)
+    dy = torch.ones((), dtype=torch.float64).expand(inputs[0].shape)
+    t.check_emulated(lib, inputs, TOL[torch.float64], dy=dy)
+print("asan-ok")
+"""
+
+
+def test_emulated_kernels_under_address_sanitizer(tmp_path):
+    """Reads or writes outside the tensors (or of freed memory) by the device code, found by
+    AddressSanitizer: the emulation built with -fsanitize=address runs every dtype and layout
+    in a fresh interpreter with the ASan runtime preloaded (Python itself is not built with
+    ASan), and any report fails the run."""
+    cxx = _host_cxx()
+    if not cxx:
+        pytest.skip("no host C++ compiler (g++/c++) to build the CUDA emulation")
+
+    def runtime_file(name):
+        found = subprocess.run(cxx + [f"-print-file-name={name}"], capture_output=True, text=True)
+        path = found.stdout.strip()
+        return path if os.path.isabs(path) and os.path.exists(path) else None
+
+    asan = runtime_file("libasan.so")
+    if asan is None:
+        pytest.skip(f"{cxx[0]} has no AddressSanitizer runtime (libasan.so)")
+    # libstdc++ preloaded too: ASan's C++ exception interceptor needs it at start-up (without it,
+    # the first exception thrown while importing lgf_ops' dependencies aborts the interpreter).
+    preload = " ".join(p for p in (asan, runtime_file("libstdc++.so.6")) if p)
+    flags = ["-fsanitize=address", "-fno-omit-frame-pointer", "-O1"]
+    lib = build_emulation(tmp_path / "lgf_emu_asan.so", flags)
+    script = ASAN_SCRIPT.format(tests=os.path.join(REPO, "tests"), lib=lib)
+    env = dict(os.environ, LD_PRELOAD=preload, ASAN_OPTIONS="detect_leaks=0:abort_on_error=1")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH")) if p)
+    res = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=1200
+    )
+    assert res.returncode == 0 and "asan-ok" in res.stdout, res.stdout[-2000:] + res.stderr[-6000:]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,6 +512,8 @@ GPU_SHAPES = [
     (2, 67, 33, 45),
     (1, 130, 70, 41),
     (2, 3, 1, 1),
+    (2, 40, 32, 32),  # whole 16 x 16 NHWC tiles, whole-vector NCHW rows (the 16-byte paths)
+    (1, 24, 21, 300),  # NCHW rows wider than one tile (fp32 / fp64: two or more tile columns)
 ]
 
 
@@ -393,6 +569,49 @@ def test_cuda_stride_zero_upstream_gradient(layout):
     ref = torch.autograd.grad(lgf_fused_reference(*inputs).sum(), inputs)
     for name, a, e in zip(GRAD_NAMES, grads, ref):
         assert_close_scaled(a, e, TOL[torch.float32], f"d{name}")
+
+
+@on_gpu
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_cuda_upstream_gradient_in_the_other_layout(layout, dtype):
+    """The wrapper copies a dy whose layout differs from x's (for coalescing); the result is the
+    reference's."""
+    inputs = cuda_inputs(2, 16, 19, 35, dtype=dtype, layout=layout)
+    other = torch.channels_last if layout == "nchw" else torch.contiguous_format
+    dy = torch.randn(inputs[0].shape, device="cuda", dtype=dtype).contiguous(memory_format=other)
+    check_cuda_parity(inputs, TOL[dtype], dy=dy)
+
+
+def _cuda_kernel_launches(fn):
+    """Kernels (not copies or fills) that fn launches, by the profiler."""
+    from torch.autograd import DeviceType
+
+    fn()  # warm-up: first-call allocations and lazy initialisation are not counted
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    return [
+        e.name
+        for e in prof.events()
+        if e.device_type == DeviceType.CUDA and not e.name.lower().startswith(("memcpy", "memset"))
+    ]
+
+
+@on_gpu
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_cuda_launches_one_forward_and_two_backward_kernels(layout, dtype):
+    """Forward = 1 kernel; backward = the main kernel + the finalize kernel (no ATen reductions,
+    no parameter conversions), with dy in x's layout."""
+    x, *params = (t.detach() for t in cuda_inputs(2, 64, 40, 40, dtype=dtype, layout=layout))
+    dy = torch.randn_like(x)
+    assert dy.is_contiguous(memory_format=_cpp.output_memory_format(x))
+    fwd = _cuda_kernel_launches(lambda: torch.ops.lgf.fused_forward(x, *params))
+    bwd = _cuda_kernel_launches(lambda: torch.ops.lgf.fused_backward(dy, x, *params))
+    assert len(fwd) == 1, fwd
+    assert len(bwd) == 2, bwd
 
 
 @on_gpu

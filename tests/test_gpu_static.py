@@ -249,10 +249,10 @@ def test_cuda_plan_checks_the_tile_geometry_it_mirrors(tmp_path):
 
     cuda_plans.check_source_facts()  # the real header
     with open(cuda_plans.TILE_HEADER) as f:
-        text = f.read().replace("kNchwTH = 16;", "kNchwTH = 8;")
-    fake = tmp_path / "lgf_tile.cuh"
+        text = f.read().replace("kNchwRows = 4;", "kNchwRows = 2;")
+    fake = tmp_path / "tile_plan.cuh"
     fake.write_text(text)
-    with pytest.raises(RuntimeError, match="kNchwTH = 16"):
+    with pytest.raises(RuntimeError, match="kNchwRows = 4"):
         cuda_plans.check_source_facts(str(fake))
 
 

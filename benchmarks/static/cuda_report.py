@@ -15,7 +15,6 @@ from .counting import Analysis, analyse
 from .cuobjdump import Resources, dump_binary
 from .estimate import kernel_estimate, op_record
 from .gpus import GPUS
-from .host_ops import cpu_wrapper_groups
 from .plan_api import describe
 from .sass import SassFunction
 
@@ -125,15 +124,8 @@ def op_records(kernels: dict, case: OpCase, gpus) -> list[dict]:
     itemsize = torch.empty((), dtype=case.dtype).element_size()
     acc = 8 if case.dtype == torch.float64 else 4
     plan_case = cuda_plans.Case(case.shape, case.layout, itemsize, acc)
-    plan = cuda_plans.OPS[(case.direction, case.layout)]
+    plan = cuda_plans.op_plan(plan_case, case.direction)
     works = {k: cuda_plans.KERNELS[k].work(plan_case) for k in plan.kernels}
-    groups = cpu_wrapper_groups(case.shape[0], case.shape[1], case.dtype)
-    host = []
-    for name in plan.host:
-        if name in cuda_plans.PLAN_HOST_OPS:
-            host += cuda_plans.PLAN_HOST_OPS[name](plan_case)
-        else:
-            host += groups[name]
     out = []
     for gname in gpus:
         gpu = GPUS[gname]
@@ -144,8 +136,15 @@ def op_records(kernels: dict, case: OpCase, gpus) -> list[dict]:
                 raise RuntimeError(f"{k} for {case.dtype} has no {gpu.arch} SASS in the extension")
             name = f"{k}<{case.dtype_name}>"
             loops = cuda_plans.KERNELS[k].loops
-            ests.append(kernel_estimate(name, gpu.arch, ck.analysed(), ck.res, loops, works[k]))
-        out.append(op_record(case.key("cuda"), gpu, plan_case.numel, itemsize, ests, host))
+            w = works[k]
+            ests.append(
+                kernel_estimate(
+                    name, gpu.arch, ck.analysed(), ck.res, loops, w, w.dynamic_smem_bytes
+                )
+            )
+        out.append(
+            op_record(case.key("cuda"), gpu, plan_case.numel, itemsize, ests, list(plan.host))
+        )
     return out
 
 

@@ -45,6 +45,7 @@ class KernelWork:
     read_bytes: int  # sector-exact bytes read (see traffic.py)
     write_bytes: int  # sector-exact bytes written
     workspace_bytes: int = 0  # scratch memory this kernel writes (and a later step reads)
+    dynamic_smem_bytes: int = 0  # shared memory sized at launch (occupancy), beside the static
     detail: dict = field(default_factory=dict)  # bytes per tensor, geometry: for the JSON
 
 

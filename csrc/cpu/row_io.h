@@ -51,10 +51,6 @@ struct NhwcTiling {
   }
 };
 
-// Compute type: double for double tensors, float otherwise.
-template <typename scalar_t>
-using acc_t = std::conditional_t<std::is_same<scalar_t, double>::value, double, float>;
-
 template <typename T>
 const RowKernels<T>& row_kernels();
 template <>

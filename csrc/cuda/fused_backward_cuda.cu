@@ -1,21 +1,22 @@
-// CUDA kernel of lgf::fused_backward (kernels in backward_kernels.cuh). x and dy are read through
-// their strides (no copies; a stride-0 dy from .sum().backward() is read as is); dx is allocated
-// like the forward's y. The kernels write per-(n, c, strip of tiles) partial sums to a workspace
-// in the compute dtype; a sum over its tile dimension (a fixed-order ATen reduction) gives the
-// (N, C, NUM_SLOTS) partials that finalize_param_grads turns into the parameter gradients. No
-// atomics anywhere: the gradients are bitwise reproducible.
+// CUDA kernels of lgf::fused_backward: two launches. The main kernel (backward_nchw.cuh /
+// backward_nhwc.cuh) writes dx and per-tile slot sums into a workspace in the compute dtype;
+// finalize_kernel.cuh turns those into dweight, dbias, dg, dgate and dgamma in a fixed order
+// (no atomics: bitwise reproducible). x is read through its strides; dy too when it is in x's
+// layout or has a zero stride (from .sum().backward(), read as is, not materialised), else it is
+// first copied to x's layout (one more launch). The 16-byte instantiation runs when x and dy
+// both allow it (can_copy_vectors). dx is allocated like the forward's y.
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
-#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
 #include <tuple>
 
-#include "cuda/backward_kernels.cuh"
+#include "cuda/backward_nchw.cuh"
+#include "cuda/backward_nhwc.cuh"
+#include "cuda/finalize_kernel.cuh"
 #include "cuda/launch_host.h"
 #include "lgf_common.h"
 
@@ -23,48 +24,75 @@ namespace lgf {
 namespace cuda {
 namespace {
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> fused_backward_cuda(
-    const at::Tensor& dy, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
-    const at::Tensor& g, const at::Tensor& gate, const at::Tensor& gamma) {
+using Grads = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+at::Tensor workspace(const at::Tensor& x, int64_t partials) {
+  return at::empty({x.size(0) * partials * x.size(1) * NUM_SLOTS}, x.options().dtype(acc_type_of(x)));
+}
+
+// Launches the main kernel; returns the workspace and its partials per (n, c, slot).
+template <typename scalar_t>
+std::pair<at::Tensor, int> backward_main(const at::Tensor& dy, const at::Tensor& x, at::Tensor& dx,
+                                         const KernelParams& params, bool cl, cudaStream_t stream) {
+  using T = acc_t<scalar_t>;
+  constexpr int CB = NhwcTile<scalar_t>::kBackwardCB;
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const NchwPlan nchw = cl ? NchwPlan{} : nchw_plan(true, sizeof(scalar_t), sizeof(T), N, C, H, W);
+  const NhwcPlan nhwc = cl ? nhwc_plan(true, CB, sizeof(scalar_t), sizeof(T), N, C, H, W) : NhwcPlan{};
+  check_sizes_fit(x, cl ? nhwc.ok : nchw.ok);
+  const TileReach reach = cl ? nhwc_reach<scalar_t>(CB) : nchw_reach(nchw, kVecElems<scalar_t>);
+  // held until the launch is enqueued: a copy made here must not go back to the allocator
+  // (and into the workspace) before the kernel that reads it is queued
+  const at::Tensor xk = readable_input(x, cl, reach, "x");
+  const at::Tensor dyk = readable_input(grad_in_layout(dy, cl), cl, reach, "grad_output");
+  const TensorDesc xd = desc_of(xk), dyd = desc_of(dyk);
+  check_output_fits(dx, reach);
+  const bool vec = can_copy_vectors(xd, cl) && can_copy_vectors(dyd, cl);
+  const int partials = cl ? nhwc.grid.partials : nchw.grid.partials;
+  at::Tensor ws = workspace(x, partials);
+  const auto args = std::make_tuple(tile_source<scalar_t>(dyd), tile_source<scalar_t>(xd),
+                                    dx.mutable_data_ptr<scalar_t>(), params.view<scalar_t>(), ws.mutable_data_ptr<T>());
+  auto go = [&](auto kernel, int items, int threads, int smem, const auto& plan) {
+    std::apply([&](auto... a) { launch(kernel, items, threads, smem, stream, a..., plan, int(H), int(W)); }, args);
+  };
+  if (cl) {
+    go(vec ? backward_nhwc_kernel<scalar_t, T> : backward_nhwc_strided_kernel<scalar_t, T>, nhwc.grid.items,
+       kThreads, nhwc.smem_bytes, nhwc);
+  } else {
+    auto kernel = !vec           ? backward_nchw_strided_kernel<scalar_t, T>
+                  : nchw.chunked ? backward_nchw_wide_kernel<scalar_t, T>
+                                 : backward_nchw_kernel<scalar_t, T>;
+    go(kernel, nchw.grid.items, nchw.threads, nchw.smem_bytes, nchw);
+  }
+  return {ws, partials};
+}
+
+Grads fused_backward_cuda(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                          const at::Tensor& g, const at::Tensor& gate, const at::Tensor& gamma) {
   check_fused_inputs(x, weight, bias, g, gate, gamma);
   check_grad_output(dy, x);
   TORCH_CHECK(x.is_cuda(), "lgf: fused_backward CUDA kernel got x on ", x.device());
   c10::cuda::CUDAGuard guard(x.device());
   const bool cl = use_channels_last(x);
-  const auto acc = acc_type_of(x);
-  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  at::Tensor dx = at::empty(x.sizes(), x.options().memory_format(cl ? at::MemoryFormat::ChannelsLast
-                                                                    : at::MemoryFormat::Contiguous));
-  at::Tensor partials;  // (N, C, NUM_SLOTS) in the compute dtype
-  if (dx.numel() == 0) {
-    partials = at::zeros({N, C, NUM_SLOTS}, x.options().dtype(acc));
-  } else {
-    const ParamTensors params(weight, bias, g, gate, gamma, acc);
-    const Strides4 sdy = strides_of(dy), sx = strides_of(x), sdx = strides_of(dx);
-    auto stream = c10::cuda::getCurrentCUDAStream();
-    at::Tensor ws;
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "lgf_fused_backward_cuda", [&] {
-      using T = acc_t<scalar_t>;
-      const LaunchPlan plan = backward_plan<T>(cl, N, C, H, W);
-      ws = at::empty({N * C, NUM_SLOTS, plan.ws_tiles()}, x.options().dtype(acc));
-      const scalar_t* dyp = dy.const_data_ptr<scalar_t>();
-      const scalar_t* xp = x.const_data_ptr<scalar_t>();
-      scalar_t* dxp = dx.mutable_data_ptr<scalar_t>();
-      T* wsp = ws.mutable_data_ptr<T>();
-      if (cl) {
-        backward_nhwc_kernel<scalar_t, T><<<plan.grid(), kThreads, 0, stream>>>(
-            dyp, sdy, xp, sx, dxp, sdx, params.view<DevParams, T>(), wsp, H, W, plan);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-      } else {
-        backward_nchw_kernel<scalar_t, T><<<plan.grid(), kThreads, 0, stream>>>(
-            dyp, sdy, xp, sx, dxp, sdx, params.view<DevParams, T>(), wsp, H, W, plan);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-      }
-    });
-    partials = ws.sum(2).view({N, C, NUM_SLOTS});  // fixed-order reduction over the tiles
-  }
-  auto [dweight, dbias, dg, dgate, dgamma] = finalize_param_grads(partials, weight, g, gate);
-  return {dx, dweight, dbias, dg, dgate, dgamma};
+  const int64_t N = x.size(0), C = x.size(1);
+  const auto popt = weight.options().memory_format(at::MemoryFormat::Contiguous);
+  Grads out{at::empty(x.sizes(), x.options().memory_format(output_format(cl))), at::empty({C, 1, 3, 3}, popt),
+            at::empty({C}, popt), at::empty({N, C}, g.options().memory_format(at::MemoryFormat::Contiguous)),
+            at::empty({6, C}, popt), at::empty({C}, popt)};
+  auto& [dx, dweight, dbias, dg, dgate, dgamma] = out;
+  if (C == 0) return out;
+  const KernelParams params(weight, bias, g, gate, gamma, x);
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "lgf_fused_backward_cuda", [&] {
+    using T = acc_t<scalar_t>;
+    auto [ws, partials] = dx.numel() > 0 ? backward_main<scalar_t>(dy, x, dx, params, cl, stream)
+                                         : std::pair<at::Tensor, int>{workspace(x, 0), 0};
+    const GradOutputs<scalar_t> grads{dweight.mutable_data_ptr(), dbias.mutable_data_ptr(), dgate.mutable_data_ptr(),
+                                      dgamma.mutable_data_ptr(), dg.mutable_data_ptr<scalar_t>()};
+    launch(finalize_kernel<scalar_t, T>, static_cast<int>(ceil_div(C, kFinalizeChannels)), kThreads, 0, stream,
+           ws.const_data_ptr<T>(), params.view<scalar_t>(), static_cast<int>(N), partials, grads);
+  });
+  return out;
 }
 
 }  // namespace

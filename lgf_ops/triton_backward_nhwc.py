@@ -1,0 +1,183 @@
+"""Triton backward kernel of the fused LGF op for layouts whose channels are the unit stride
+(channels_last).
+
+One pass, no N*C*H*W scratch. The lanes of a program run along BC channels (coalesced loads)
+and every neighbour a pixel needs lives in the same thread: the program keeps a few columns of a
+row as a tuple of [BC] vectors, so shifting by a column is picking another tuple element.
+
+A program owns image n, a block of BC channels, a strip of rows and a band of G groups of TW
+columns. For each group (columns w0 .. w0+TW-1) it slides down the strip: at row r it loads x
+row r+1 at columns w0-2 .. w0+TW+1 and dy row r at w0-1 .. w0+TW, computes dl at row r on the
+TW+2 columns w0-1 .. w0+TW (the two outside ones are the halo a group recomputes: (TW+2)/TW
+of the dl work) and writes dx row r-1 from the dl rows r-2 .. r it carries. As in the NCHW
+kernel, the halo rows above and below the strip are computed but not counted.
+
+The parameter-gradient terms of the owned pixels are summed in registers over the whole band
+and strip and stored once, as ws[n, block, slot, c0:c0+BC]; lgf_finish_grads_kernel reduces
+the workspace in a fixed order.
+"""
+
+import triton
+import triton.language as tl
+
+from .triton_math import (
+    NUM_SLOTS,
+    accumulate,
+    conv3x3,
+    i64,
+    load_channel_params,
+    pixel_grads,
+    repeat,
+    split_program_id,
+)
+
+
+@triton.jit
+def _load_cols(p, sw, col0, W, cmask, rok, N: tl.constexpr, ACC: tl.constexpr):
+    """One row at the N columns col0, col0+1, ... (zero outside the image); p points at col0."""
+    out = ()
+    for m in tl.static_range(N):
+        ok = cmask & (rok & (col0 + m >= 0) & (col0 + m < W))
+        out = out + (tl.load(p + m * sw, mask=ok, other=0.0).to(ACC),)
+    return out
+
+
+@triton.jit
+def _dl_cols(
+    xa, xb, xc, dy, col0, W, rok, coef, acc, TW: tl.constexpr, OWNED: tl.constexpr,
+    ACC: tl.constexpr,
+):  # fmt: skip
+    """dl at the TW+2 columns col0 .. col0+TW+1 of one row from the x rows above (xa), at (xb)
+    and below (xc) it; zero outside the image. Adds the terms of the owned columns (tuple
+    indices 1..TW inside the image) to the partial sums when the row is OWNED."""
+    wt, bias, a_l, kl, a_g, kg, gamma, gv = coef
+    dls = ()
+    for k in tl.static_range(TW + 2):
+        xw = (xa[k], xa[k + 1], xa[k + 2], xb[k], xb[k + 1], xb[k + 2], xc[k], xc[k + 1], xc[k + 2])
+        l = conv3x3(wt, xw, bias)
+        dl, dzl, dzg, s_l, s_g, t = pixel_grads(l, dy[k], a_l, kl, a_g, kg, gamma, gv, ACC)
+        dl = tl.where(rok & (col0 + k >= 0) & (col0 + k < W), dl, 0.0)
+        if OWNED and k >= 1 and k <= TW:
+            if col0 + k < W:
+                acc = accumulate(acc, xw, l, dy[k], dl, dzl, dzg, s_l, s_g, t, gv)
+        dls = dls + (dl,)
+    return dls, acc
+
+
+@triton.jit
+def _store_dx_cols(p, sw, dyo, da, db, dc, wt, w0, W, cmask, TW: tl.constexpr):
+    """dx at the TW columns w0 .. w0+TW-1 of row h from dy (dyo) and the dl rows h-1 (da), h (db)
+    and h+1 (dc), whose tuple index m is column w0-1+m."""
+    for k in tl.static_range(TW):
+        dx = dyo[k]
+        for j in tl.static_range(3):
+            dx += wt[6 + j] * da[k + 2 - j] + wt[3 + j] * db[k + 2 - j] + wt[j] * dc[k + 2 - j]
+        tl.store(p + k * sw, dx.to(p.dtype.element_ty), mask=cmask & (w0 + k < W))
+
+
+@triton.jit
+def _group(
+    x_ptr, dy_ptr, dx_ptr, cofs, coef, acc, cmask, h0, nrows, w0, H, W,
+    sxh, sxw, sdyh, sdyw, sdxh, sdxw,
+    TW: tl.constexpr, ACC: tl.constexpr,
+):  # fmt: skip
+    """The strip of one column group: dx written, the group's terms added to acc.
+    x_ptr, dy_ptr and dx_ptr point at (n, c0, row h0, column w0); cofs = the lanes' offsets."""
+    wt = coef[0]
+    xp = x_ptr + cofs[0] + ((-2) * sxh - 2 * sxw)
+    dyp = dy_ptr + cofs[1] + (-sdyh - sdyw)
+    dxp = dx_ptr + cofs[2]
+    # x rows h0-2 .. h0, dl at the halo row h0-1
+    xa = _load_cols(xp, sxw, w0 - 2, W, cmask, h0 >= 2, TW + 4, ACC)
+    xb = _load_cols(xp + sxh, sxw, w0 - 2, W, cmask, h0 >= 1, TW + 4, ACC)
+    xc = _load_cols(xp + 2 * sxh, sxw, w0 - 2, W, cmask, h0 < H, TW + 4, ACC)
+    xp += 3 * sxh
+    dy = _load_cols(dyp, sdyw, w0 - 1, W, cmask, h0 >= 1, TW + 2, ACC)
+    dyp += sdyh
+    da, acc = _dl_cols(xa, xb, xc, dy, w0 - 1, W, h0 >= 1, coef, acc, TW, False, ACC)
+    # dl at row h0, the first owned row
+    xa = xb
+    xb = xc
+    xc = _load_cols(xp, sxw, w0 - 2, W, cmask, h0 + 1 < H, TW + 4, ACC)
+    xp += sxh
+    dy = _load_cols(dyp, sdyw, w0 - 1, W, cmask, h0 < H, TW + 2, ACC)
+    dyp += sdyh
+    db, acc = _dl_cols(xa, xb, xc, dy, w0 - 1, W, h0 < H, coef, acc, TW, True, ACC)
+    dyo = dy[1 : TW + 1]
+    # owned rows r = h0+1 .. h0+nrows-1: dl(r), then dx(r-1)
+    for i in range(1, nrows):
+        xa = xb
+        xb = xc
+        xc = _load_cols(xp, sxw, w0 - 2, W, cmask, h0 + i + 1 < H, TW + 4, ACC)
+        xp += sxh
+        dy = _load_cols(dyp, sdyw, w0 - 1, W, cmask, h0 + i < H, TW + 2, ACC)
+        dyp += sdyh
+        dc, acc = _dl_cols(xa, xb, xc, dy, w0 - 1, W, h0 + i < H, coef, acc, TW, True, ACC)
+        _store_dx_cols(dxp, sdxw, dyo, da, db, dc, wt, w0, W, cmask, TW)
+        dxp += sdxh
+        da = db
+        db = dc
+        dyo = dy[1 : TW + 1]
+    # halo row h0+nrows below the strip, then dx of the strip's last row
+    rok = h0 + nrows < H
+    xa = xb
+    xb = xc
+    xc = _load_cols(xp, sxw, w0 - 2, W, cmask, h0 + nrows + 1 < H, TW + 4, ACC)
+    dy = _load_cols(dyp, sdyw, w0 - 1, W, cmask, rok, TW + 2, ACC)
+    dc, acc = _dl_cols(xa, xb, xc, dy, w0 - 1, W, rok, coef, acc, TW, False, ACC)
+    _store_dx_cols(dxp, sdxw, dyo, da, db, dc, wt, w0, W, cmask, TW)
+    return acc
+
+
+@triton.jit
+def lgf_backward_nhwc_kernel(
+    dy_ptr, x_ptr, w_ptr, b_ptr, g_ptr, gate_ptr, gamma_ptr, dx_ptr, ws_ptr,
+    C, H, W,
+    sdyn, sdyc, sdyh, sdyw,
+    sxn, sxc, sxh, sxw,
+    sdxn, sdxc, sdxh, sdxw,
+    n_cblocks, n_strips, n_wblocks, rows_per_prog,
+    FP64: tl.constexpr, BC: tl.constexpr, TW: tl.constexpr, G: tl.constexpr,
+    INDEX64: tl.constexpr,
+):  # fmt: skip
+    ACC = tl.float64 if FP64 else tl.float32
+    n, cb, rs, wb = split_program_id(n_wblocks, n_strips, n_cblocks)
+    c0 = cb * BC
+    h0 = rs * rows_per_prog
+    nrows = tl.minimum(rows_per_prog, H - h0)
+    ci = tl.arange(0, BC)
+    if INDEX64:
+        ci = i64(ci)
+    cs = c0 + ci
+    cmask = cs < C
+    coef = load_channel_params(w_ptr, b_ptr, g_ptr, gate_ptr, gamma_ptr, n, cs, cmask, C, ACC)
+    cofs = (ci * sxc, ci * sdyc, ci * sdxc)
+    # scalar offsets in int64 (the row and column steps of the pointers)
+    sxh, sxw, sdyh, sdyw, sdxh, sdxw = (
+        i64(sxh),
+        i64(sxw),
+        i64(sdyh),
+        i64(sdyw),
+        i64(sdxh),
+        i64(sdxw),
+    )
+    n64 = i64(n)
+    c064 = i64(c0)
+    acc = repeat(tl.zeros([BC], ACC), NUM_SLOTS)
+    for gi in range(0, G):
+        w0 = (wb * G + gi) * TW
+        if w0 < W:
+            w064 = i64(w0)
+            h064 = i64(h0)
+            acc = _group(
+                x_ptr + (n64 * sxn + c064 * sxc + h064 * sxh + w064 * sxw),
+                dy_ptr + (n64 * sdyn + c064 * sdyc + h064 * sdyh + w064 * sdyw),
+                dx_ptr + (n64 * sdxn + c064 * sdxc + h064 * sdxh + w064 * sdxw),
+                cofs, coef, acc, cmask, h0, nrows, w0, H, W,
+                sxh, sxw, sdyh, sdyw, sdxh, sdxw,
+                TW, ACC,
+            )  # fmt: skip
+    block = (n64 * n_strips + rs) * n_wblocks + wb
+    wsp = ws_ptr + block * (NUM_SLOTS * C) + cs
+    for k in tl.static_range(NUM_SLOTS):
+        tl.store(wsp + k * C, acc[k], mask=cmask)

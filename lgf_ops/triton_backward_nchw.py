@@ -62,13 +62,13 @@ def _dl_row(xw, dy, ok, coef, acc, li, BW: tl.constexpr, OWNED: tl.constexpr, AC
 
 
 @triton.jit
-def _dx_row(dy, d_up, d_mid, d_dn, wt):
-    """dx[h, w] = dy[h, w] + sum_ij weight[i, j] * dl[h-i+1, w-j+1]; d_up/d_mid/d_dn are the
-    shifted dl rows h-1, h, h+1."""
+def _store_dx(p, dy, d_up, d_mid, d_dn, wt, own):
+    """dx[h, w] = dy[h, w] + sum_ij weight[i, j] * dl[h-i+1, w-j+1] on the owned lanes;
+    d_up/d_mid/d_dn are the shifted dl rows h-1, h, h+1."""
     dx = dy
     for j in tl.static_range(3):
         dx += wt[6 + j] * d_up[2 - j] + wt[3 + j] * d_mid[2 - j] + wt[j] * d_dn[2 - j]
-    return dx
+    tl.store(p, dx.to(p.dtype.element_ty), mask=own)
 
 
 @triton.jit
@@ -96,57 +96,66 @@ def lgf_backward_nchw_kernel(
     okp = (wcol >= -1) & (wcol + 1 < W)
     own = (li >= 1) & (li <= BW - 2) & ok0
     coef = load_channel_params(w_ptr, b_ptr, g_ptr, gate_ptr, gamma_ptr, n, c, c < C, C, ACC)
-    wt = coef[0]
-    sxh, sdyh, sdxh = i64(sxh), i64(sdyh), i64(sdxh)
     n64 = i64(n)
     c64 = i64(c)
     w064 = i64(w0)
-    xp = x_ptr + (n64 * sxn + c64 * sxc + w064 * sxw + i64(h0 - 2) * sxh) + lo * sxw
-    dyp = dy_ptr + (n64 * sdyn + c64 * sdyc + w064 * sdyw + i64(h0 - 1) * sdyh)
-    dyp = dyp + lo * sdyw
-    dxp = dx_ptr + (n64 * sdxn + c64 * sdxc + w064 * sdxw + i64(h0) * sdxh)
-    dxp = dxp + lo * sdxw
+    h064 = i64(h0)
+    xb = x_ptr + (n64 * sxn + c64 * sxc + h064 * sxh + w064 * sxw)
+    dyb = dy_ptr + (n64 * sdyn + c64 * sdyc + h064 * sdyh + w064 * sdyw)
+    dxb = dx_ptr + (n64 * sdxn + c64 * sdxc + h064 * sdxh + w064 * sdxw)
+    # offsets from the program's base (image, channel, first row and column), advanced a row
+    # at a time; int32 unless INDEX64
+    xo = lo * sxw - 2 * sxh
+    dyo = lo * sdyw - sdyh
+    dxo = lo * sdxw
     acc = repeat(tl.zeros([BW], ACC), NUM_SLOTS)
 
     # x rows h0-2 .. h0 and dl at the halo row h0-1
-    xw = _load_row3(xp, sxw, okm, ok0, okp, h0 >= 2, ACC)
-    xp += sxh
-    xw = xw + _load_row3(xp, sxw, okm, ok0, okp, h0 >= 1, ACC)
-    xp += sxh
-    xw = xw + _load_row3(xp, sxw, okm, ok0, okp, h0 < H, ACC)
-    xp += sxh
-    dy = tl.load(dyp, mask=ok0 & (h0 >= 1), other=0.0).to(ACC)
-    dyp += sdyh
+    xw = _load_row3(xb + xo, sxw, okm, ok0, okp, h0 >= 2, ACC)
+    xo += sxh
+    xw = xw + _load_row3(xb + xo, sxw, okm, ok0, okp, h0 >= 1, ACC)
+    xo += sxh
+    xw = xw + _load_row3(xb + xo, sxw, okm, ok0, okp, True, ACC)
+    xo += sxh
+    dy = tl.load(dyb + dyo, mask=ok0 & (h0 >= 1), other=0.0).to(ACC)
+    dyo += sdyh
     d_up, acc = _dl_row(xw, dy, ok0 & (h0 >= 1), coef, acc, li, BW, False, ACC)
     # dl at row h0, the first owned row
-    xw = xw[3:] + _load_row3(xp, sxw, okm, ok0, okp, h0 + 1 < H, ACC)
-    xp += sxh
-    dy_mid = tl.load(dyp, mask=ok0, other=0.0).to(ACC)
-    dyp += sdyh
+    xw = xw[3:] + _load_row3(xb + xo, sxw, okm, ok0, okp, h0 + 1 < H, ACC)
+    xo += sxh
+    dy_mid = tl.load(dyb + dyo, mask=ok0, other=0.0).to(ACC)
+    dyo += sdyh
     d_mid, acc = _dl_row(xw, dy_mid, ok0, coef, acc, li, BW, True, ACC)
-    # owned rows r = h0+1 .. h0+nrows-1: dl(r), then dx(r-1)
-    for i in range(1, nrows):
-        xw = xw[3:] + _load_row3(xp, sxw, okm, ok0, okp, h0 + i + 1 < H, ACC)
-        xp += sxh
-        dy = tl.load(dyp, mask=ok0, other=0.0).to(ACC)
-        dyp += sdyh
+    # owned rows r = h0+1 .. whose row r+1 is inside the image: no row masks; unrolled three
+    # times (the period of the rotations), so the carried rows need no register copies
+    n_in = tl.maximum(tl.minimum(nrows, H - 1 - h0), 1)
+    for _ in tl.range(1, n_in, loop_unroll_factor=3):
+        xw = xw[3:] + _load_row3(xb + xo, sxw, okm, ok0, okp, True, ACC)
+        xo += sxh
+        dy = tl.load(dyb + dyo, mask=ok0, other=0.0).to(ACC)
+        dyo += sdyh
         d_dn, acc = _dl_row(xw, dy, ok0, coef, acc, li, BW, True, ACC)
-        dx = _dx_row(dy_mid, d_up, d_mid, d_dn, wt)
-        tl.store(dxp, dx.to(dx_ptr.dtype.element_ty), mask=own)
-        dxp += sdxh
-        d_up = d_mid
-        d_mid = d_dn
-        dy_mid = dy
-    # halo row r = h0 + nrows below the strip, then dx of the strip's last row
+        _store_dx(dxb + dxo, dy_mid, d_up, d_mid, d_dn, coef[0], own)
+        dxo += sdxh
+        d_up, d_mid, dy_mid = d_mid, d_dn, dy
+    if n_in < nrows:  # the strip ends at the image's last row: its lower row is padding
+        zero = tl.zeros([BW], ACC)
+        xw = xw[3:] + (zero, zero, zero)
+        dy = tl.load(dyb + dyo, mask=ok0, other=0.0).to(ACC)
+        dyo += sdyh
+        d_dn, acc = _dl_row(xw, dy, ok0, coef, acc, li, BW, True, ACC)
+        _store_dx(dxb + dxo, dy_mid, d_up, d_mid, d_dn, coef[0], own)
+        dxo += sdxh
+        d_up, d_mid, dy_mid = d_mid, d_dn, dy
+    # the halo row h0+nrows below the strip, then dx of the strip's last row
     rok = h0 + nrows < H
-    xw = xw[3:] + _load_row3(xp, sxw, okm, ok0, okp, h0 + nrows + 1 < H, ACC)
-    dy = tl.load(dyp, mask=ok0 & rok, other=0.0).to(ACC)
+    xw = xw[3:] + _load_row3(xb + xo, sxw, okm, ok0, okp, h0 + nrows + 1 < H, ACC)
+    dy = tl.load(dyb + dyo, mask=ok0 & rok, other=0.0).to(ACC)
     d_dn, acc = _dl_row(xw, dy, ok0 & rok, coef, acc, li, BW, False, ACC)
-    dx = _dx_row(dy_mid, d_up, d_mid, d_dn, wt)
-    tl.store(dxp, dx.to(dx_ptr.dtype.element_ty), mask=own)
+    _store_dx(dxb + dxo, dy_mid, d_up, d_mid, d_dn, coef[0], own)
 
     # one workspace row per program: ws[n, rs * n_wblocks + wb, slot, c]
-    block = (n64 * n_strips + rs) * n_wblocks + wb
+    block = (i64(n) * n_strips + rs) * n_wblocks + wb
     wsp = ws_ptr + block * (NUM_SLOTS * C) + c
     for k in tl.static_range(NUM_SLOTS):
         tl.store(wsp + k * C, tl.sum(tl.where(own, acc[k], 0.0), axis=0))

@@ -33,12 +33,13 @@ from .triton_math import (
 
 
 @triton.jit
-def _load_cols(p, sw, col0, W, cmask, rok, N: tl.constexpr, ACC: tl.constexpr):
-    """One row at the N columns col0, col0+1, ... (zero outside the image); p points at col0."""
+def _load_cols(p, off, sw, col0, W, cmask, rok, N: tl.constexpr, ACC: tl.constexpr):
+    """One row at the N columns col0, col0+1, ... (zero outside the image); p + off points at
+    col0 (off: the lanes' int32 offsets)."""
     out = ()
     for m in tl.static_range(N):
         ok = cmask & (rok & (col0 + m >= 0) & (col0 + m < W))
-        out = out + (tl.load(p + m * sw, mask=ok, other=0.0).to(ACC),)
+        out = out + (tl.load(p + (off + m * sw), mask=ok, other=0.0).to(ACC),)
     return out
 
 
@@ -65,67 +66,76 @@ def _dl_cols(
 
 
 @triton.jit
-def _store_dx_cols(p, sw, dyo, da, db, dc, wt, w0, W, cmask, TW: tl.constexpr):
+def _store_dx_cols(p, off, sw, dyo, da, db, dc, wt, w0, W, cmask, TW: tl.constexpr):
     """dx at the TW columns w0 .. w0+TW-1 of row h from dy (dyo) and the dl rows h-1 (da), h (db)
     and h+1 (dc), whose tuple index m is column w0-1+m."""
     for k in tl.static_range(TW):
         dx = dyo[k]
         for j in tl.static_range(3):
             dx += wt[6 + j] * da[k + 2 - j] + wt[3 + j] * db[k + 2 - j] + wt[j] * dc[k + 2 - j]
-        tl.store(p + k * sw, dx.to(p.dtype.element_ty), mask=cmask & (w0 + k < W))
+        tl.store(p + (off + k * sw), dx.to(p.dtype.element_ty), mask=cmask & (w0 + k < W))
 
 
 @triton.jit
 def _group(
-    x_ptr, dy_ptr, dx_ptr, cofs, coef, acc, cmask, h0, nrows, w0, H, W,
+    xb, dyb, dxb, xo, dyo, dxo, coef, acc, cmask, h0, nrows, w0, H, W,
     sxh, sxw, sdyh, sdyw, sdxh, sdxw,
     TW: tl.constexpr, ACC: tl.constexpr,
 ):  # fmt: skip
-    """The strip of one column group: dx written, the group's terms added to acc.
-    x_ptr, dy_ptr and dx_ptr point at (n, c0, row h0, column w0); cofs = the lanes' offsets."""
+    """The strip of one column group: dx written, the group's terms added to acc. xb, dyb and
+    dxb point at (n, c0, h0, w0); xo, dyo and dxo are the lanes' offsets (channels) from them,
+    advanced a row at a time."""
     wt = coef[0]
-    xp = x_ptr + cofs[0] + ((-2) * sxh - 2 * sxw)
-    dyp = dy_ptr + cofs[1] + (-sdyh - sdyw)
-    dxp = dx_ptr + cofs[2]
+    c0 = w0 - 1  # the column of dl's tuple index 0
+    xo += -2 * sxh - 2 * sxw
+    dyo += -sdyh - sdyw
     # x rows h0-2 .. h0, dl at the halo row h0-1
-    xa = _load_cols(xp, sxw, w0 - 2, W, cmask, h0 >= 2, TW + 4, ACC)
-    xb = _load_cols(xp + sxh, sxw, w0 - 2, W, cmask, h0 >= 1, TW + 4, ACC)
-    xc = _load_cols(xp + 2 * sxh, sxw, w0 - 2, W, cmask, h0 < H, TW + 4, ACC)
-    xp += 3 * sxh
-    dy = _load_cols(dyp, sdyw, w0 - 1, W, cmask, h0 >= 1, TW + 2, ACC)
-    dyp += sdyh
-    da, acc = _dl_cols(xa, xb, xc, dy, w0 - 1, W, h0 >= 1, coef, acc, TW, False, ACC)
+    xa = _load_cols(xb, xo, sxw, w0 - 2, W, cmask, h0 >= 2, TW + 4, ACC)
+    xo += sxh
+    xm = _load_cols(xb, xo, sxw, w0 - 2, W, cmask, h0 >= 1, TW + 4, ACC)
+    xo += sxh
+    xc = _load_cols(xb, xo, sxw, w0 - 2, W, cmask, True, TW + 4, ACC)
+    xo += sxh
+    dy = _load_cols(dyb, dyo, sdyw, c0, W, cmask, h0 >= 1, TW + 2, ACC)
+    dyo += sdyh
+    da, acc = _dl_cols(xa, xm, xc, dy, c0, W, h0 >= 1, coef, acc, TW, False, ACC)
     # dl at row h0, the first owned row
-    xa = xb
-    xb = xc
-    xc = _load_cols(xp, sxw, w0 - 2, W, cmask, h0 + 1 < H, TW + 4, ACC)
-    xp += sxh
-    dy = _load_cols(dyp, sdyw, w0 - 1, W, cmask, h0 < H, TW + 2, ACC)
-    dyp += sdyh
-    db, acc = _dl_cols(xa, xb, xc, dy, w0 - 1, W, h0 < H, coef, acc, TW, True, ACC)
-    dyo = dy[1 : TW + 1]
-    # owned rows r = h0+1 .. h0+nrows-1: dl(r), then dx(r-1)
-    for i in range(1, nrows):
-        xa = xb
-        xb = xc
-        xc = _load_cols(xp, sxw, w0 - 2, W, cmask, h0 + i + 1 < H, TW + 4, ACC)
-        xp += sxh
-        dy = _load_cols(dyp, sdyw, w0 - 1, W, cmask, h0 + i < H, TW + 2, ACC)
-        dyp += sdyh
-        dc, acc = _dl_cols(xa, xb, xc, dy, w0 - 1, W, h0 + i < H, coef, acc, TW, True, ACC)
-        _store_dx_cols(dxp, sdxw, dyo, da, db, dc, wt, w0, W, cmask, TW)
-        dxp += sdxh
-        da = db
-        db = dc
-        dyo = dy[1 : TW + 1]
-    # halo row h0+nrows below the strip, then dx of the strip's last row
+    xa, xm = xm, xc
+    xc = _load_cols(xb, xo, sxw, w0 - 2, W, cmask, h0 + 1 < H, TW + 4, ACC)
+    xo += sxh
+    dy = _load_cols(dyb, dyo, sdyw, c0, W, cmask, True, TW + 2, ACC)
+    dyo += sdyh
+    db, acc = _dl_cols(xa, xm, xc, dy, c0, W, True, coef, acc, TW, True, ACC)
+    dy_mid = dy[1 : TW + 1]
+    # owned rows r = h0+1 .. whose row r+1 is inside the image: no row masks; unrolled three
+    # times (the period of the rotations), so the carried rows need no register copies
+    n_in = tl.maximum(tl.minimum(nrows, H - 1 - h0), 1)
+    for _ in tl.range(1, n_in, loop_unroll_factor=3):
+        xa, xm = xm, xc
+        xc = _load_cols(xb, xo, sxw, w0 - 2, W, cmask, True, TW + 4, ACC)
+        xo += sxh
+        dy = _load_cols(dyb, dyo, sdyw, c0, W, cmask, True, TW + 2, ACC)
+        dyo += sdyh
+        dc, acc = _dl_cols(xa, xm, xc, dy, c0, W, True, coef, acc, TW, True, ACC)
+        _store_dx_cols(dxb, dxo, sdxw, dy_mid, da, db, dc, wt, w0, W, cmask, TW)
+        dxo += sdxh
+        da, db, dy_mid = db, dc, dy[1 : TW + 1]
+    if n_in < nrows:  # the strip ends at the image's last row: its lower row is padding
+        xa, xm = xm, xc
+        xc = repeat(tl.zeros_like(xc[0]), TW + 4)
+        dy = _load_cols(dyb, dyo, sdyw, c0, W, cmask, True, TW + 2, ACC)
+        dyo += sdyh
+        dc, acc = _dl_cols(xa, xm, xc, dy, c0, W, True, coef, acc, TW, True, ACC)
+        _store_dx_cols(dxb, dxo, sdxw, dy_mid, da, db, dc, wt, w0, W, cmask, TW)
+        dxo += sdxh
+        da, db, dy_mid = db, dc, dy[1 : TW + 1]
+    # the halo row h0+nrows below the strip, then dx of the strip's last row
     rok = h0 + nrows < H
-    xa = xb
-    xb = xc
-    xc = _load_cols(xp, sxw, w0 - 2, W, cmask, h0 + nrows + 1 < H, TW + 4, ACC)
-    dy = _load_cols(dyp, sdyw, w0 - 1, W, cmask, rok, TW + 2, ACC)
-    dc, acc = _dl_cols(xa, xb, xc, dy, w0 - 1, W, rok, coef, acc, TW, False, ACC)
-    _store_dx_cols(dxp, sdxw, dyo, da, db, dc, wt, w0, W, cmask, TW)
+    xa, xm = xm, xc
+    xc = _load_cols(xb, xo, sxw, w0 - 2, W, cmask, h0 + nrows + 1 < H, TW + 4, ACC)
+    dy = _load_cols(dyb, dyo, sdyw, c0, W, cmask, rok, TW + 2, ACC)
+    dc, acc = _dl_cols(xa, xm, xc, dy, c0, W, rok, coef, acc, TW, False, ACC)
+    _store_dx_cols(dxb, dxo, sdxw, dy_mid, da, db, dc, wt, w0, W, cmask, TW)
     return acc
 
 
@@ -138,7 +148,7 @@ def lgf_backward_nhwc_kernel(
     sdxn, sdxc, sdxh, sdxw,
     n_cblocks, n_strips, n_wblocks, rows_per_prog,
     FP64: tl.constexpr, BC: tl.constexpr, TW: tl.constexpr, G: tl.constexpr,
-    INDEX64: tl.constexpr,
+    EVEN_C: tl.constexpr, INDEX64: tl.constexpr,
 ):  # fmt: skip
     ACC = tl.float64 if FP64 else tl.float32
     n, cb, rs, wb = split_program_id(n_wblocks, n_strips, n_cblocks)
@@ -149,33 +159,25 @@ def lgf_backward_nhwc_kernel(
     if INDEX64:
         ci = i64(ci)
     cs = c0 + ci
-    cmask = cs < C
+    if EVEN_C:  # C is a multiple of BC: no channel mask
+        cmask = tl.full([BC], 1, tl.int1)
+    else:
+        cmask = cs < C
     coef = load_channel_params(w_ptr, b_ptr, g_ptr, gate_ptr, gamma_ptr, n, cs, cmask, C, ACC)
-    cofs = (ci * sxc, ci * sdyc, ci * sdxc)
-    # scalar offsets in int64 (the row and column steps of the pointers)
-    sxh, sxw, sdyh, sdyw, sdxh, sdxw = (
-        i64(sxh),
-        i64(sxw),
-        i64(sdyh),
-        i64(sdyw),
-        i64(sdxh),
-        i64(sdxw),
-    )
     n64 = i64(n)
     c064 = i64(c0)
+    h064 = i64(h0)
     acc = repeat(tl.zeros([BC], ACC), NUM_SLOTS)
     for gi in range(0, G):
         w0 = (wb * G + gi) * TW
         if w0 < W:
             w064 = i64(w0)
-            h064 = i64(h0)
             acc = _group(
                 x_ptr + (n64 * sxn + c064 * sxc + h064 * sxh + w064 * sxw),
                 dy_ptr + (n64 * sdyn + c064 * sdyc + h064 * sdyh + w064 * sdyw),
                 dx_ptr + (n64 * sdxn + c064 * sdxc + h064 * sdxh + w064 * sdxw),
-                cofs, coef, acc, cmask, h0, nrows, w0, H, W,
-                sxh, sxw, sdyh, sdyw, sdxh, sdxw,
-                TW, ACC,
+                ci * sxc, ci * sdyc, ci * sdxc, coef, acc, cmask, h0, nrows, w0,
+                H, W, sxh, sxw, sdyh, sdyw, sdxh, sdxw, TW, ACC,
             )  # fmt: skip
     block = (n64 * n_strips + rs) * n_wblocks + wb
     wsp = ws_ptr + block * (NUM_SLOTS * C) + cs

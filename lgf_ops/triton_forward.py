@@ -6,15 +6,19 @@ w-1, w, w+1) and loads only row h+1 per step: three loads per output, the shifte
 L1. The launcher makes the tile long along x's unit-stride dimension (columns for NCHW,
 channels for channels_last). Nothing but y is written.
 
-Indexing: the program's base offset and the row steps are 64-bit scalars; offsets inside the
-tile are int32 unless the launcher's guard asks for int64 (INDEX64; strides so large that a
-tile spans 2^31 elements).
+Indexing: the program's base pointer (image, first channel, row and column) is computed in
+int64 once; the offsets from it, over the strip of rows of the tile, are int32 unless the
+launcher's guard asks for int64 (INDEX64: a strip reaching 2^31 elements).
+
+The row loop runs without row masks (the image's last row, whose lower neighbour is padding,
+is peeled off) and is unrolled three times, the period of the window's rotation, so the
+window needs no register copies.
 """
 
 import triton
 import triton.language as tl
 
-from .triton_math import conv3x3, fused_output, i64, load_channel_params, split_program_id
+from .triton_math import fused_output, i64, load_channel_params, split_program_id
 
 
 @triton.jit
@@ -57,23 +61,27 @@ def lgf_forward_kernel(
         w_ptr, b_ptr, g_ptr, gate_ptr, gamma_ptr, n, cs, cmask, C, ACC
     )
     gg = gamma * gv
-    sxh, syh = i64(sxh), i64(syh)
     n64 = i64(n)
-    xp = x_ptr + (n64 * sxn + i64(c0) * sxc + i64(w0) * sxw + i64(h0 - 1) * sxh)
-    yp = y_ptr + (n64 * syn + i64(c0) * syc + i64(w0) * syw + i64(h0) * syh)
-    xoff = ci * sxc + wi * sxw
-    yoff = ci * syc + wi * syw
+    xp = x_ptr + (n64 * sxn + i64(c0) * sxc + i64(h0) * sxh + i64(w0) * sxw)
+    yp = y_ptr + (n64 * syn + i64(c0) * syc + i64(h0) * syh + i64(w0) * syw)
+    # offsets from the program's base, advanced a row at a time
+    xo = ci * sxc + wi * sxw - sxh
+    yo = ci * syc + wi * syw
     # rows h0-1 and h0 of the window
-    xw = _load_row3(xp + xoff, sxw, okm, ok0, okp, h0 >= 1, ACC)
-    xp += sxh
-    xw = xw + _load_row3(xp + xoff, sxw, okm, ok0, okp, h0 < H, ACC)
-    xp += sxh
-    for i in range(0, nrows):
-        # row h = h0 + i: load row h + 1, then the window is complete
-        xw = xw + _load_row3(xp + xoff, sxw, okm, ok0, okp, h0 + i + 1 < H, ACC)
-        xp += sxh
-        l = conv3x3(wt, xw, bias)
-        y = fused_output(xw[4], l, a_l, kl, a_g, kg, gamma, gg, ACC)
-        tl.store(yp + yoff, y.to(y_ptr.dtype.element_ty), mask=ok0)
-        yp += syh
-        xw = (xw[3], xw[4], xw[5], xw[6], xw[7], xw[8])
+    xw = _load_row3(xp + xo, sxw, okm, ok0, okp, h0 >= 1, ACC)
+    xo += sxh
+    xw = xw + _load_row3(xp + xo, sxw, okm, ok0, okp, True, ACC)
+    xo += sxh
+    # rows whose next row is inside the image (no row mask); unrolled: no window copies
+    n_inner = tl.minimum(nrows, H - 1 - h0)
+    for _ in tl.range(0, n_inner, loop_unroll_factor=3):
+        xw = xw + _load_row3(xp + xo, sxw, okm, ok0, okp, True, ACC)
+        xo += sxh
+        y = fused_output(xw, wt, bias, a_l, kl, a_g, kg, gamma, gg, ACC)
+        tl.store(yp + yo, y.to(y_ptr.dtype.element_ty), mask=ok0)
+        yo += syh
+        xw = xw[3:]
+    if n_inner < nrows:  # the image's last row: the row below it is zero padding
+        zero = tl.zeros_like(xw[0])
+        y = fused_output(xw + (zero, zero, zero), wt, bias, a_l, kl, a_g, kg, gamma, gg, ACC)
+        tl.store(yp + yo, y.to(y_ptr.dtype.element_ty), mask=ok0)

@@ -114,21 +114,22 @@ def _backward_main(dy, x, params, dx, elem_bytes, acc_bytes, overrides) -> tuple
     """Launch the one-pass backward kernel; returns the workspace and its blocks per image."""
     N, C, H, W = x.shape
     fp64 = x.dtype == torch.float64
-    strides = (*dy.stride(), *x.stride(), *dx.stride())
+    strides = [dy.stride(), x.stride(), dx.stride()]
     if tiling.lanes_along_channels(x.shape, x.stride()):
-        t = tiling.backward_nhwc_tiling(x.shape, strides[1::4], elem_bytes, acc_bytes, **overrides)
-        kernel, extra = lgf_backward_nhwc_kernel, dict(BC=t.block_c, TW=t.block_w, G=t.groups)
+        t = tiling.backward_nhwc_tiling(x.shape, strides, elem_bytes, acc_bytes, **overrides)
+        kernel = lgf_backward_nhwc_kernel
+        extra = dict(BC=t.block_c, TW=t.block_w, G=t.groups, EVEN_C=C % t.block_c == 0)
         grid_args = (t.n_cblocks, t.n_strips, t.n_wblocks, t.rows)
     else:
         overrides = {k: v for k, v in overrides.items() if k in ("block_w", "rows")}
-        t = tiling.backward_nchw_tiling(x.shape, strides[3::4], elem_bytes, acc_bytes, **overrides)
+        t = tiling.backward_nchw_tiling(x.shape, strides, elem_bytes, acc_bytes, **overrides)
         kernel, extra = lgf_backward_nchw_kernel, dict(BW=t.block_w)
         grid_args = (t.n_strips, t.n_wblocks, t.rows)
     nb = t.n_strips * t.n_wblocks
     ws = torch.empty(
         (N, nb, int(NUM_SLOTS), C), dtype=dx.dtype if fp64 else torch.float32, device=x.device
     )
-    args = (dy, x, *params, dx, ws, C, H, W, *strides, *grid_args)
+    args = (dy, x, *params, dx, ws, C, H, W, *dy.stride(), *x.stride(), *dx.stride(), *grid_args)
     _launch(
         wrap_triton(kernel),
         (t.programs(N),),

@@ -3,15 +3,17 @@
 Shared by the forward and both backward kernels, with the split of a program id into its tile.
 `ACC` is the accumulation dtype: fp32 for fp16/bf16/fp32 inputs, fp64 for fp64 inputs.
 
-Saturated gates. With E = exp(-|z|) <= 1 and r = 1 / (1 + E):
+Saturated gates. The backward needs the slope of each gate; with E = exp(-|z|) <= 1 and
+r = 1 / (1 + E):
 
-    sigmoid(z)          = r        (z >= 0)      or   E * r   (z < 0)
-    sigmoid'(z) = s(1-s) = E * r * r                 (no 1 - s: s one ulp below 1 would
-                                                       give ~6e-8 instead of ~0)
+    sigmoid(z)           = r  (z >= 0)   or   E * r  (z < 0)
+    sigmoid'(z) = s(1-s) = E * r * r     (no 1 - s: an s one ulp below 1 would give ~6e-8
+                                          instead of ~0, times a large l)
 
-exp never overflows, and a saturated gate gives a slope of exactly 0 (E underflows). Products
-are grouped so that large activations do not overflow before a small factor is applied:
-gamma * s_l * l as (gamma * s_l) * l, t * l * s'(z) as t * (l * s'(z)).
+so exp never overflows and a saturated gate has a slope of exactly 0 (E underflows). The
+forward only needs s = 1 / (1 + exp(-z)): there exp(-z) may overflow to inf, which gives
+exactly 0. Products are grouped so that large activations do not overflow before a small
+factor is applied: gamma * s_l * l as (gamma * s_l) * l, t * l * s'(z) as t * (l * s'(z)).
 """
 
 import triton
@@ -26,13 +28,13 @@ NUM_SLOTS = tl.constexpr(16)  # S_DW0 + the 9 taps of dweight
 
 @triton.jit
 def sigmoid(z, ACC: tl.constexpr):
-    e = tl.exp(-tl.abs(z))
+    """1 / (1 + exp(-z)) for the forward: exp may overflow to inf, giving exactly 0."""
+    e = tl.exp(-z)
     if ACC == tl.float64:
-        r = 1.0 / (1.0 + e)
-    else:  # 1 / d for d in [1, 2] as rsqrt(d)^2: two instructions, a few ulp (division: five)
+        return 1.0 / (1.0 + e)
+    else:  # 1 / d as rsqrt(d)^2: two instructions and a few ulp (IEEE division: five)
         r = tl.math.rsqrt(1.0 + e)
-        r = r * r
-    return tl.where(z >= 0, r, e * r)
+        return r * r
 
 
 @triton.jit
@@ -58,11 +60,13 @@ def conv3x3(wt, xw, bias):
 
 
 @triton.jit
-def fused_output(x, l, a_l, kl, a_g, kg, gamma, gg, ACC: tl.constexpr):
-    """y = x + gamma * (s_l * l + s_g * g), as x + (gamma * s_l) * l + (gamma * g) * s_g."""
+def fused_output(xw, wt, bias, a_l, kl, a_g, kg, gamma, gg, ACC: tl.constexpr):
+    """y at the centre of the 3x3 window xw: x + gamma * (s_l * l + s_g * g), computed as
+    x + (gamma * s_l) * l + (gamma * g) * s_g."""
+    l = conv3x3(wt, xw, bias)
     s_l = sigmoid(a_l * l + kl, ACC)
     s_g = sigmoid(a_g * l + kg, ACC)
-    return x + (gamma * s_l) * l + gg * s_g
+    return xw[4] + (gamma * s_l) * l + gg * s_g
 
 
 @triton.jit

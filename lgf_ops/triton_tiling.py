@@ -9,7 +9,8 @@ tests can check it without launching anything.
   are too few programs to fill a GPU (MIN_PROGRAMS).
 - The backward's workspace (16 partial sums per program and channel, in the accumulation
   dtype) stays at most 1/16 of x's bytes whenever the image has enough pixels for that.
-- Offsets inside a tile are int32 unless a tile spans 2^31 elements (`needs_int64`).
+- Offsets from a program's base pointer are int32 unless its strip reaches 2^31 elements
+  (`needs_int64`).
 """
 
 from dataclasses import dataclass
@@ -59,10 +60,12 @@ def lanes_along_channels(shape: tuple, strides: tuple) -> bool:
     return shape[1] > 1 and strides[1] == 1
 
 
-def needs_int64(strides_and_extents: list[tuple[int, int]]) -> bool:
-    """The launcher's guard: int64 offsets inside a tile when sum(|stride| * extent) reaches
-    2^31 (extent = how far the tile and its halo reach along that dimension)."""
-    return sum(abs(s) * e for s, e in strides_and_extents) >= INT32_LIMIT
+def needs_int64(strides: list[tuple], extents: tuple) -> bool:
+    """The launcher's guard: int64 offsets from a program's base pointer when, for one of the
+    tensors (its (n, c, h, w) strides), sum(|stride| * extent) reaches 2^31. extents (c, h, w):
+    the farthest a program's tile, strip and halo reach from its base along channels, rows
+    and columns."""
+    return any(sum(abs(s) * e for s, e in zip(st[1:], extents)) >= INT32_LIMIT for st in strides)
 
 
 def _lanes(extent: int, widths: list[int], halo: int = 0) -> int:
@@ -103,10 +106,8 @@ def forward_tiling(
         bc = block_c or max(1, 32 // bw)
     n_cb, n_wb = cdiv(C, bc), cdiv(W, bw)
     rows, n_strips = _strips(H, N * n_cb * n_wb, H, rows)
-    reach = [(x_strides[1], bc), (x_strides[3], bw + 1), (y_strides[1], bc), (y_strides[3], bw)]
-    return Tiling(
-        bc, bw, 1, rows, n_cb, n_strips, n_wb, max(1, min(8, bc * bw // 32)), needs_int64(reach)
-    )
+    index64 = needs_int64([x_strides, y_strides], (bc - 1, rows + 1, bw + 1))
+    return Tiling(bc, bw, 1, rows, n_cb, n_strips, n_wb, max(1, min(8, bc * bw // 32)), index64)
 
 
 def _max_blocks(H: int, W: int, x_bytes: int, acc_bytes: int) -> int:
@@ -117,7 +118,8 @@ def _max_blocks(H: int, W: int, x_bytes: int, acc_bytes: int) -> int:
 def backward_nchw_tiling(
     x_shape, strides, elem_bytes, acc_bytes, block_w=None, rows=None
 ) -> Tiling:
-    """One warp per program; BW lanes of columns of which BW - 2 are outputs."""
+    """One warp per program; BW lanes of columns of which BW - 2 are outputs. strides: the
+    (n, c, h, w) strides of dy, x and dx."""
     N, C, H, W = x_shape
     bw = check_pow2(block_w, "block_w") or _lanes(W, [8, 16, 32], halo=2)
     if bw < 4:
@@ -125,14 +127,15 @@ def backward_nchw_tiling(
     n_wb = cdiv(W, bw - 2)
     max_strips = max(1, _max_blocks(H, W, elem_bytes, acc_bytes) // n_wb)
     rows, n_strips = _strips(H, N * C * n_wb, max_strips, rows)
-    reach = [(s, bw + 1) for s in strides]  # the column strides of dy, x and dx
-    return Tiling(1, bw, 1, rows, C, n_strips, n_wb, 1, needs_int64(reach))
+    index64 = needs_int64(strides, (0, rows + 2, bw))
+    return Tiling(1, bw, 1, rows, C, n_strips, n_wb, 1, index64)
 
 
 def backward_nhwc_tiling(
     x_shape, strides, elem_bytes, acc_bytes, block_c=None, block_w=None, groups=None, rows=None
 ) -> Tiling:
-    """Lanes along channels (one per thread); groups of TW columns, G groups per program."""
+    """Lanes along channels (one per thread); groups of TW columns, G groups per program.
+    strides: the (n, c, h, w) strides of dy, x and dx."""
     N, C, H, W = x_shape
     bc = check_pow2(block_c, "block_c") or min(32, next_pow2(C))
     tw = block_w or NHWC_BACKWARD_COLUMNS
@@ -143,8 +146,8 @@ def backward_nhwc_tiling(
         g *= 2
     n_wb = cdiv(W, tw * g)
     rows, n_strips = _strips(H, N * n_cb * n_wb, max(1, budget // n_wb), rows)
-    reach = [(s, bc) for s in strides]  # the channel strides of dy, x and dx
-    return Tiling(bc, tw, g, rows, n_cb, n_strips, n_wb, max(1, bc // 32), needs_int64(reach))
+    index64 = needs_int64(strides, (bc - 1, rows + 2, tw + 2))
+    return Tiling(bc, tw, g, rows, n_cb, n_strips, n_wb, max(1, bc // 32), index64)
 
 
 def finish_tiling(C: int) -> tuple[int, int, int]:

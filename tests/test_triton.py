@@ -307,21 +307,28 @@ def test_backward_bitwise_deterministic(layout):
 
 
 def test_int64_guard_chooses_by_tile_reach():
-    """int32 offsets for every dense layout of a large map; int64 once a tile's reach (stride x
-    extent, halo included) gets to 2^31, e.g. a view with a huge column stride."""
+    """int32 offsets for every dense layout of a large map; int64 once a program's strip
+    (stride x extent, halo included) reaches 2^31 elements: a huge image, or a view with a huge
+    column stride."""
     shape = (16, 256, 160, 160)
     nchw = (256 * 160 * 160, 160 * 160, 160, 1)
     nhwc = (256 * 160 * 160, 1, 160 * 256, 256)
     assert not tiling.forward_tiling(shape, nchw, nchw, 4).index64
     assert not tiling.forward_tiling(shape, nhwc, nhwc, 4).index64
-    assert not tiling.backward_nchw_tiling(shape, (1, 1, 1), 4, 4).index64
-    assert not tiling.backward_nhwc_tiling(shape, (1, 1, 1), 4, 4).index64
-    huge = (1, 1, 2**26, 2**26)  # a column stride of 2^26: 32 columns reach past 2^31
-    assert tiling.forward_tiling((1, 1, 4, 64), huge, nchw, 4, block_w=32).index64
-    assert not tiling.forward_tiling((1, 1, 4, 64), huge, nchw, 4, block_w=16).index64
-    assert tiling.backward_nchw_tiling((1, 1, 4, 64), (2**26, 1, 1), 4, 4, block_w=32).index64
-    assert tiling.backward_nhwc_tiling((1, 64, 4, 4), (2**26, 1, 1), 4, 4, block_c=32).index64
-    assert not tiling.needs_int64([(2**26, 31)]) and tiling.needs_int64([(2**26, 32)])
+    assert not tiling.backward_nchw_tiling(shape, [nchw] * 3, 4, 4).index64
+    assert not tiling.backward_nhwc_tiling(shape, [nhwc] * 3, 4, 4).index64
+    big = (1, 1, 2**16, 2**16)  # one plane of 2^32 elements
+    big_nchw = (2**32, 2**32, 2**16, 1)
+    assert tiling.forward_tiling(big, big_nchw, big_nchw, 4).index64
+    assert tiling.backward_nchw_tiling(big, [big_nchw] * 3, 4, 4).index64
+    assert not tiling.forward_tiling(big, big_nchw, big_nchw, 4, rows=2**14).index64
+    huge_w = (1, 1, 1, 2**26)  # a column stride of 2^26: 32 columns reach past 2^31
+    dense = (4 * 64, 4 * 64, 64, 1)
+    assert tiling.forward_tiling((1, 1, 4, 64), huge_w, dense, 4, block_w=32).index64
+    assert not tiling.forward_tiling((1, 1, 4, 64), huge_w, dense, 4, block_w=16).index64
+    nhwc_huge_w = (1, 1, 1, 2**29)  # the 6 columns of a group and its halo reach past 2^31
+    assert tiling.backward_nhwc_tiling((1, 64, 4, 4), [nhwc_huge_w] * 3, 4, 4).index64
+    assert not tiling.backward_nhwc_tiling((1, 64, 4, 4), [(1, 1, 1, 2**28)] * 3, 4, 4).index64
 
 
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
@@ -345,10 +352,12 @@ def _workspace_bytes(shape, channels_last, dtype):
     N, C, H, W = shape
     esize = torch.empty((), dtype=dtype).element_size()
     acc = 8 if dtype == torch.float64 else 4
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    strides = [torch.empty(shape, device="meta").contiguous(memory_format=fmt).stride()] * 3
     if channels_last:
-        t = tiling.backward_nhwc_tiling(shape, (1, 1, 1), esize, acc)
+        t = tiling.backward_nhwc_tiling(shape, strides, esize, acc)
     else:
-        t = tiling.backward_nchw_tiling(shape, (1, 1, 1), esize, acc)
+        t = tiling.backward_nchw_tiling(shape, strides, esize, acc)
     return N * C * t.n_strips * t.n_wblocks * 16 * acc, N * C * H * W * esize
 
 

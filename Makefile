@@ -3,6 +3,10 @@
 # make demo   : same setup, then a short baseline-vs-LGF training demo on synthetic data.
 # make bench  : the kernel benchmark (benchmarks/bench_op.py) on CPU.
 # make build  : rebuild the extension in place (incremental, for development).
+# make gpu-check : on a machine with an NVIDIA GPU, in about 10 minutes: build in place, the GPU
+#               tests, compute-sanitizer, the GPU benchmarks and the static estimates
+#               (benchmarks/gpu_check.py; JSON in runs/gpu_check/). Uses .venv/bin/python when it
+#               exists, else python3; needs no venv. Without a GPU it says so and exits 0.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -17,7 +21,7 @@ export TORCH_CUDA_ARCH_LIST ?= 8.0;9.0+PTX
 
 SOURCES := setup.py $(wildcard csrc/*.h csrc/*.cpp csrc/cpu/*.h csrc/cpu/*.cpp csrc/cuda/*.cu csrc/cuda/*.cuh csrc/cuda/*.h)
 
-.PHONY: test demo bench build install clean
+.PHONY: test demo bench build install clean gpu-check
 
 $(VENV)/.deps: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +46,9 @@ bench: install
 
 build: $(VENV)/.deps
 	$(PY) setup.py build_ext --inplace
+
+gpu-check:
+	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf build *.egg-info lgf_ops/_C*.so

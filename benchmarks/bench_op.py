@@ -128,7 +128,7 @@ def measure(args):
             with torch.no_grad():
                 res["fwd"].append(timer(lambda: fn(*inputs)))
             y = fn(*inputs)
-            res["bwd"].append(timer(lambda: torch.autograd.grad(y, inputs, dy)))
+            res["bwd"].append(timer(lambda y=y: torch.autograd.grad(y, inputs, dy)))
             del y
             res["full"].append(timer(lambda: torch.autograd.grad(fn(*inputs), inputs, dy)))
     bytes_xy = 2 * x0.numel() * x0.element_size()
@@ -179,12 +179,12 @@ def measure(args):
 def print_table(result):
     cfg = result["config"]
     print(
-        f"\nlgf_fused on {cfg['device']} {cfg['dtype']}, N={cfg['N']} C={cfg['C']} H={cfg['H']} W={cfg['W']}, "
+        f"\nlgf_fused on {cfg['device']} {cfg['dtype']}, "
+        f"N={cfg['N']} C={cfg['C']} H={cfg['H']} W={cfg['W']}, "
         f"{cfg['threads']} threads, {cfg['reps']} interleaved rounds, medians"
     )
-    print(
-        f"clone() of x: {result['clone_ms']:.2f} ms = {result['clone_GBps']:.1f} GB/s (read + write)"
-    )
+    clone = f"{result['clone_ms']:.2f} ms = {result['clone_GBps']:.1f} GB/s"
+    print(f"clone() of x: {clone} (read + write)")
     head = (
         f"{'variant':28s} {'fwd ms':>9s} {'bwd ms':>9s} {'fwd+bwd ms':>11s} {'fwd GB/s':>9s} "
         f"{'x fwd':>6s} {'x bwd':>6s} {'x full':>6s} {'saved MB':>9s}"
@@ -201,13 +201,13 @@ def print_table(result):
             f"{r['fwd_GBps']:9.1f} {sp[0]} {sp[1]} {sp[2]} {r['saved_MB']:9.1f}"
         )
     print(
-        "x fwd / x bwd / x full: speed-up over the best plain-PyTorch variant (eager or compile, either layout)"
+        "x fwd / x bwd / x full: speed-up over the best plain-PyTorch variant "
+        "(eager or compile, either layout)"
     )
     for r in result["rows"]:
         if r["fused"]:
-            print(
-                f"{r['variant']}: forward {r['fwd_ns_per_elem_thread']:.2f} ns per element per thread"
-            )
+            per = r["fwd_ns_per_elem_thread"]
+            print(f"{r['variant']}: forward {per:.2f} ns per element per thread")
 
 
 def main(argv=None):

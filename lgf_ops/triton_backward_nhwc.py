@@ -5,12 +5,15 @@ One pass, no N*C*H*W scratch. The lanes of a program run along BC channels (coal
 and every neighbour a pixel needs lives in the same thread: the program keeps a few columns of a
 row as a tuple of [BC] vectors, so shifting by a column is picking another tuple element.
 
-A program owns image n, a block of BC channels, a strip of rows and a band of G groups of TW
-columns. For each group (columns w0 .. w0+TW-1) it slides down the strip: at row r it loads x
-row r+1 at columns w0-2 .. w0+TW+1 and dy row r at w0-1 .. w0+TW, computes dl at row r on the
-TW+2 columns w0-1 .. w0+TW (the two outside ones are the halo a group recomputes: (TW+2)/TW
-of the dl work) and writes dx row r-1 from the dl rows r-2 .. r it carries. As in the NCHW
-kernel, the halo rows above and below the strip are computed but not counted.
+A program owns image n, a block of BC channels, a strip of rows and a band of `groups` groups
+of TW columns, one group after the other. For each group (columns w0 .. w0+TW-1) it slides
+down the strip: at row r it loads x row r+1 at columns w0-2 .. w0+TW+1 and dy row r at
+w0-1 .. w0+TW, computes dl at row r on the TW+2 columns w0-1 .. w0+TW (the two outside ones
+are the halo a group recomputes: (TW+2)/TW of the dl work) and writes dx row r-1 from the dl
+rows r-2 .. r it carries. The rows run from h0-1 to h0+nrows in one loop with row masks: the
+halo rows above and below the strip are computed, not counted in the partial sums. (Peeling
+them out of the loop, as the NCHW kernel does, leaves so much code around the row loop that
+the group loop spills registers.)
 
 The parameter-gradient terms of the owned pixels are summed in registers over the whole band
 and strip and stored once, as ws[n, block, slot, c0:c0+BC]; lgf_finish_grads_kernel reduces
@@ -45,12 +48,12 @@ def _load_cols(p, off, sw, col0, W, cmask, rok, N: tl.constexpr, ACC: tl.constex
 
 @triton.jit
 def _dl_cols(
-    xa, xb, xc, dy, col0, W, rok, coef, acc, TW: tl.constexpr, OWNED: tl.constexpr,
-    ACC: tl.constexpr,
+    xa, xb, xc, dy, col0, W, rok, owned, coef, acc, TW: tl.constexpr, ACC: tl.constexpr
 ):  # fmt: skip
     """dl at the TW+2 columns col0 .. col0+TW+1 of one row from the x rows above (xa), at (xb)
-    and below (xc) it; zero outside the image. Adds the terms of the owned columns (tuple
-    indices 1..TW inside the image) to the partial sums when the row is OWNED."""
+    and below (xc) it; zero outside the image (rok: the row is inside). The terms of the owned
+    columns (tuple indices 1..TW, inside the image) of an owned row go into the partial sums
+    (owned: a scalar; the others add zeros)."""
     wt, bias, a_l, kl, a_g, kg, gamma, gv = coef
     dls = ()
     for k in tl.static_range(TW + 2):
@@ -58,22 +61,25 @@ def _dl_cols(
         l = conv3x3(wt, xw, bias)
         dl, dzl, dzg, s_l, s_g, t = pixel_grads(l, dy[k], a_l, kl, a_g, kg, gamma, gv, ACC)
         dl = tl.where(rok & (col0 + k >= 0) & (col0 + k < W), dl, 0.0)
-        if OWNED and k >= 1 and k <= TW:
-            if col0 + k < W:
-                acc = accumulate(acc, xw, l, dy[k], dl, dzl, dzg, s_l, s_g, t, gv)
+        if k >= 1 and k <= TW:
+            o = owned & (col0 + k < W)
+            acc = accumulate(
+                acc, xw, l, tl.where(o, dy[k], 0.0), tl.where(o, dl, 0.0), tl.where(o, dzl, 0.0),
+                tl.where(o, dzg, 0.0), s_l, s_g, tl.where(o, t, 0.0), gv,
+            )  # fmt: skip
         dls = dls + (dl,)
     return dls, acc
 
 
 @triton.jit
-def _store_dx_cols(p, off, sw, dyo, da, db, dc, wt, w0, W, cmask, TW: tl.constexpr):
+def _store_dx_cols(p, off, sw, dyo, da, db, dc, wt, w0, W, ok, TW: tl.constexpr):
     """dx at the TW columns w0 .. w0+TW-1 of row h from dy (dyo) and the dl rows h-1 (da), h (db)
-    and h+1 (dc), whose tuple index m is column w0-1+m."""
+    and h+1 (dc), whose tuple index m is column w0-1+m; ok: the lanes' store mask."""
     for k in tl.static_range(TW):
         dx = dyo[k]
         for j in tl.static_range(3):
             dx += wt[6 + j] * da[k + 2 - j] + wt[3 + j] * db[k + 2 - j] + wt[j] * dc[k + 2 - j]
-        tl.store(p + (off + k * sw), dx.to(p.dtype.element_ty), mask=cmask & (w0 + k < W))
+        tl.store(p + (off + k * sw), dx.to(p.dtype.element_ty), mask=ok & (w0 + k < W))
 
 
 @triton.jit
@@ -84,70 +90,49 @@ def _group(
 ):  # fmt: skip
     """The strip of one column group: dx written, the group's terms added to acc. xb, dyb and
     dxb point at (n, c0, h0, w0); xo, dyo and dxo are the lanes' offsets (channels) from them,
-    advanced a row at a time."""
+    advanced a row at a time. One loop over the rows r = h0-1 .. h0+nrows of dl (the halo rows
+    included, with row masks): little code outside it, so few registers live across groups."""
     wt = coef[0]
     c0 = w0 - 1  # the column of dl's tuple index 0
     xo += -2 * sxh - 2 * sxw
     dyo += -sdyh - sdyw
-    # x rows h0-2 .. h0, dl at the halo row h0-1
+    dxo += -2 * sdxh
     xa = _load_cols(xb, xo, sxw, w0 - 2, W, cmask, h0 >= 2, TW + 4, ACC)
     xo += sxh
     xm = _load_cols(xb, xo, sxw, w0 - 2, W, cmask, h0 >= 1, TW + 4, ACC)
     xo += sxh
-    xc = _load_cols(xb, xo, sxw, w0 - 2, W, cmask, True, TW + 4, ACC)
-    xo += sxh
-    dy = _load_cols(dyb, dyo, sdyw, c0, W, cmask, h0 >= 1, TW + 2, ACC)
-    dyo += sdyh
-    da, acc = _dl_cols(xa, xm, xc, dy, c0, W, h0 >= 1, coef, acc, TW, False, ACC)
-    # dl at row h0, the first owned row
-    xa, xm = xm, xc
-    xc = _load_cols(xb, xo, sxw, w0 - 2, W, cmask, h0 + 1 < H, TW + 4, ACC)
-    xo += sxh
-    dy = _load_cols(dyb, dyo, sdyw, c0, W, cmask, True, TW + 2, ACC)
-    dyo += sdyh
-    db, acc = _dl_cols(xa, xm, xc, dy, c0, W, True, coef, acc, TW, True, ACC)
-    dy_mid = dy[1 : TW + 1]
-    # owned rows r = h0+1 .. whose row r+1 is inside the image: no row masks; unrolled three
-    # times (the period of the rotations), so the carried rows need no register copies
-    n_in = tl.maximum(tl.minimum(nrows, H - 1 - h0), 1)
-    for _ in tl.range(1, n_in, loop_unroll_factor=3):
-        xa, xm = xm, xc
-        xc = _load_cols(xb, xo, sxw, w0 - 2, W, cmask, True, TW + 4, ACC)
+    zero = tl.zeros_like(xa[0])
+    da = repeat(zero, TW + 2)
+    db = repeat(zero, TW + 2)
+    dy_mid = repeat(zero, TW)
+    # not unrolled: 3x unrolling saves the rotations' register copies (~7% of the
+    # instructions) but needs all 255 registers (half the occupancy)
+    for i in range(0, nrows + 2):
+        r = h0 - 1 + i  # dl row r, dx row r - 1
+        rok = (r >= 0) & (r < H)
+        xc = _load_cols(xb, xo, sxw, w0 - 2, W, cmask, r + 1 < H, TW + 4, ACC)
         xo += sxh
-        dy = _load_cols(dyb, dyo, sdyw, c0, W, cmask, True, TW + 2, ACC)
+        dy = _load_cols(dyb, dyo, sdyw, c0, W, cmask, rok, TW + 2, ACC)
         dyo += sdyh
-        dc, acc = _dl_cols(xa, xm, xc, dy, c0, W, True, coef, acc, TW, True, ACC)
-        _store_dx_cols(dxb, dxo, sdxw, dy_mid, da, db, dc, wt, w0, W, cmask, TW)
+        owned = (i >= 1) & (i <= nrows)
+        dc, acc = _dl_cols(xa, xm, xc, dy, c0, W, rok, owned, coef, acc, TW, ACC)
+        _store_dx_cols(dxb, dxo, sdxw, dy_mid, da, db, dc, wt, w0, W, cmask & (i >= 2), TW)
         dxo += sdxh
-        da, db, dy_mid = db, dc, dy[1 : TW + 1]
-    if n_in < nrows:  # the strip ends at the image's last row: its lower row is padding
         xa, xm = xm, xc
-        xc = repeat(tl.zeros_like(xc[0]), TW + 4)
-        dy = _load_cols(dyb, dyo, sdyw, c0, W, cmask, True, TW + 2, ACC)
-        dyo += sdyh
-        dc, acc = _dl_cols(xa, xm, xc, dy, c0, W, True, coef, acc, TW, True, ACC)
-        _store_dx_cols(dxb, dxo, sdxw, dy_mid, da, db, dc, wt, w0, W, cmask, TW)
-        dxo += sdxh
         da, db, dy_mid = db, dc, dy[1 : TW + 1]
-    # the halo row h0+nrows below the strip, then dx of the strip's last row
-    rok = h0 + nrows < H
-    xa, xm = xm, xc
-    xc = _load_cols(xb, xo, sxw, w0 - 2, W, cmask, h0 + nrows + 1 < H, TW + 4, ACC)
-    dy = _load_cols(dyb, dyo, sdyw, c0, W, cmask, rok, TW + 2, ACC)
-    dc, acc = _dl_cols(xa, xm, xc, dy, c0, W, rok, coef, acc, TW, False, ACC)
-    _store_dx_cols(dxb, dxo, sdxw, dy_mid, da, db, dc, wt, w0, W, cmask, TW)
     return acc
 
 
-@triton.jit
+# groups: not specialised when 1, so the group loop stays one loop for every shape
+@triton.jit(do_not_specialize=["groups"])
 def lgf_backward_nhwc_kernel(
     dy_ptr, x_ptr, w_ptr, b_ptr, g_ptr, gate_ptr, gamma_ptr, dx_ptr, ws_ptr,
     C, H, W,
     sdyn, sdyc, sdyh, sdyw,
     sxn, sxc, sxh, sxw,
     sdxn, sdxc, sdxh, sdxw,
-    n_cblocks, n_strips, n_wblocks, rows_per_prog,
-    FP64: tl.constexpr, BC: tl.constexpr, TW: tl.constexpr, G: tl.constexpr,
+    n_cblocks, n_strips, n_wblocks, rows_per_prog, groups,
+    FP64: tl.constexpr, BC: tl.constexpr, TW: tl.constexpr,
     EVEN_C: tl.constexpr, INDEX64: tl.constexpr,
 ):  # fmt: skip
     ACC = tl.float64 if FP64 else tl.float32
@@ -168,8 +153,8 @@ def lgf_backward_nhwc_kernel(
     c064 = i64(c0)
     h064 = i64(h0)
     acc = repeat(tl.zeros([BC], ACC), NUM_SLOTS)
-    for gi in range(0, G):
-        w0 = (wb * G + gi) * TW
+    for gi in range(0, groups):
+        w0 = (wb * groups + gi) * TW
         if w0 < W:
             w064 = i64(w0)
             acc = _group(

@@ -17,7 +17,6 @@ import triton.language as tl
 
 from .triton_math import (
     NUM_SLOTS,
-    S_DL,
     S_DW0,
     S_DZG,
     S_DZG_L,
@@ -71,20 +70,16 @@ def lgf_finish_grads_kernel(
             v = _image_sum(ws_ptr, n, slot, NB, C, cs, cmask, BB, BCF, ACC)
             total += v
             gsum += tl.load(g_ptr + n * C + cs, mask=cmask, other=0.0).to(ACC) * v
+        # where the slot's total goes, chosen without branches (a switch would compile to a
+        # jump table); the dz slots also write sum_n g[n] * dz[n] to the gate row before
+        is_gate = (slot >= S_DZL) & (slot <= S_DZG_L)
+        row = tl.where(
+            slot == S_DZL, 2, tl.where(slot == S_DZG, 5, tl.where(slot == S_DZL_L, 0, 3))
+        )
+        p = tl.where(slot == S_MIX, dgamma_ptr + cs, dbias_ptr + cs)
+        p = tl.where(slot >= S_DW0, dweight_ptr + cs * 9 + (slot - S_DW0), p)
+        p = tl.where(is_gate, dgate_ptr + row * C + cs, p)
         pdt = dgate_ptr.dtype.element_ty
-        if slot == S_MIX:
-            tl.store(dgamma_ptr + cs, total.to(pdt), mask=cmask)
-        elif slot == S_DL:
-            tl.store(dbias_ptr + cs, total.to(pdt), mask=cmask)
-        elif slot >= S_DW0:
-            tl.store(dweight_ptr + cs * 9 + (slot - S_DW0), total.to(pdt), mask=cmask)
-        elif slot == S_DZL:
-            tl.store(dgate_ptr + 2 * C + cs, total.to(pdt), mask=cmask)
-            tl.store(dgate_ptr + 1 * C + cs, gsum.to(pdt), mask=cmask)
-        elif slot == S_DZG:
-            tl.store(dgate_ptr + 5 * C + cs, total.to(pdt), mask=cmask)
-            tl.store(dgate_ptr + 4 * C + cs, gsum.to(pdt), mask=cmask)
-        elif slot == S_DZL_L:
-            tl.store(dgate_ptr + 0 * C + cs, total.to(pdt), mask=cmask)
-        elif slot == S_DZG_L:
-            tl.store(dgate_ptr + 3 * C + cs, total.to(pdt), mask=cmask)
+        tl.store(p, total.to(pdt), mask=cmask)
+        is_dz = (slot == S_DZL) | (slot == S_DZG)
+        tl.store(dgate_ptr + (row - 1) * C + cs, gsum.to(pdt), mask=cmask & is_dz)

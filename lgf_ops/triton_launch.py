@@ -118,8 +118,8 @@ def _backward_main(dy, x, params, dx, elem_bytes, acc_bytes, overrides) -> tuple
     if tiling.lanes_along_channels(x.shape, x.stride()):
         t = tiling.backward_nhwc_tiling(x.shape, strides, elem_bytes, acc_bytes, **overrides)
         kernel = lgf_backward_nhwc_kernel
-        extra = dict(BC=t.block_c, TW=t.block_w, G=t.groups, EVEN_C=C % t.block_c == 0)
-        grid_args = (t.n_cblocks, t.n_strips, t.n_wblocks, t.rows)
+        extra = dict(BC=t.block_c, TW=t.block_w, EVEN_C=C % t.block_c == 0)
+        grid_args = (t.n_cblocks, t.n_strips, t.n_wblocks, t.rows, t.groups)
     else:
         overrides = {k: v for k, v in overrides.items() if k in ("block_w", "rows")}
         t = tiling.backward_nchw_tiling(x.shape, strides, elem_bytes, acc_bytes, **overrides)

@@ -168,3 +168,10 @@ def lgf_backward_nhwc_kernel(
     wsp = ws_ptr + block * (NUM_SLOTS * C) + cs
     for k in tl.static_range(NUM_SLOTS):
         tl.store(wsp + k * C, acc[k], mask=cmask)
+
+
+# At most 144 registers for fp32/fp16/bf16 (one warp): ptxas for sm_80 otherwise settles on 128
+# registers and spills (sm_90 takes 141 and does not). fp64 keeps ptxas' own choice.
+lgf_backward_nhwc_kernel_144regs = triton.autotune(
+    configs=[triton.Config({}, num_warps=1, maxnreg=144)], key=[]
+)(lgf_backward_nhwc_kernel)

@@ -21,7 +21,7 @@ from torch.library import wrap_triton
 from . import triton_tiling as tiling
 from ._layout import output_memory_format
 from .triton_backward_nchw import lgf_backward_nchw_kernel
-from .triton_backward_nhwc import lgf_backward_nhwc_kernel
+from .triton_backward_nhwc import lgf_backward_nhwc_kernel, lgf_backward_nhwc_kernel_144regs
 from .triton_finish import lgf_finish_grads_kernel
 from .triton_forward import lgf_forward_kernel
 from .triton_math import NUM_SLOTS
@@ -45,15 +45,18 @@ def _check_device(x: Tensor) -> None:
         )
 
 
-def _launch(kernel, grid: tuple, args: tuple, num_warps: int, **constexprs) -> None:
+def _launch(kernel, grid: tuple, args: tuple, num_warps: int | None, **constexprs) -> None:
     """kernel = wrap_triton(the @triton.jit kernel), written at the call site so that
-    triton_op finds the kernels (torch.compile's cache keys include their source)."""
+    triton_op finds the kernels (torch.compile's cache keys include their source). num_warps
+    None: the kernel's single autotune config sets it."""
     if interpreting() and any(isinstance(a, Tensor) and is_fake(a) for a in args):
         return  # shape propagation under the interpreter: nothing to compute
     device = next(a.device for a in args if isinstance(a, Tensor))
     guard = torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+    if num_warps is not None:
+        constexprs["num_warps"] = num_warps
     with guard:  # Triton launches on the current CUDA device
-        kernel[grid](*args, num_warps=num_warps, **constexprs)
+        kernel[grid](*args, **constexprs)
 
 
 def _params(weight, bias, g, gate, gamma) -> tuple[Tensor, ...]:
@@ -117,13 +120,15 @@ def _backward_main(dy, x, params, dx, elem_bytes, acc_bytes, overrides) -> tuple
     strides = [dy.stride(), x.stride(), dx.stride()]
     if tiling.lanes_along_channels(x.shape, x.stride()):
         t = tiling.backward_nhwc_tiling(x.shape, strides, elem_bytes, acc_bytes, **overrides)
-        kernel = lgf_backward_nhwc_kernel
+        kernel, warps = lgf_backward_nhwc_kernel, t.num_warps
+        if not fp64 and warps == 1:
+            kernel, warps = lgf_backward_nhwc_kernel_144regs, None  # its config: 1 warp
         extra = dict(BC=t.block_c, TW=t.block_w, EVEN_C=C % t.block_c == 0)
         grid_args = (t.n_cblocks, t.n_strips, t.n_wblocks, t.rows, t.groups)
     else:
         overrides = {k: v for k, v in overrides.items() if k in ("block_w", "rows")}
         t = tiling.backward_nchw_tiling(x.shape, strides, elem_bytes, acc_bytes, **overrides)
-        kernel, extra = lgf_backward_nchw_kernel, dict(BW=t.block_w)
+        kernel, warps, extra = lgf_backward_nchw_kernel, t.num_warps, dict(BW=t.block_w)
         grid_args = (t.n_strips, t.n_wblocks, t.rows)
     nb = t.n_strips * t.n_wblocks
     ws = torch.empty(
@@ -134,7 +139,7 @@ def _backward_main(dy, x, params, dx, elem_bytes, acc_bytes, overrides) -> tuple
         wrap_triton(kernel),
         (t.programs(N),),
         args,
-        t.num_warps,
+        warps,
         FP64=fp64,
         INDEX64=t.index64,
         **extra,

@@ -20,6 +20,7 @@ MIN_STRIP_ROWS = 8
 SECTOR_BYTES = 32
 WORKSPACE_FRACTION = 16  # workspace bytes <= x bytes / WORKSPACE_FRACTION
 NHWC_BACKWARD_COLUMNS = 4  # TW: columns per group of the channels_last backward
+FORWARD_TILE = 256  # channels_last forward: elements per program (8 warps, one per column)
 INT32_LIMIT = 2**31
 
 
@@ -98,9 +99,9 @@ def forward_tiling(
     check_pow2(block_c, "block_c")
     check_pow2(block_w, "block_w")
     sector = max(1, SECTOR_BYTES // elem_bytes)
-    if lanes_along_channels(x_shape, x_strides):
-        bc = block_c or _lanes(C, _widths(min(sector, next_pow2(C)), 128))
-        bw = block_w or max(1, 32 // bc)
+    if lanes_along_channels(x_shape, x_strides):  # a warp per column: fewer halo columns
+        bc = block_c or _lanes(C, _widths(min(sector, next_pow2(C)), 32))
+        bw = block_w or max(1, min(next_pow2(W), FORWARD_TILE // bc))
     else:
         bw = block_w or _lanes(W, _widths(min(sector, next_pow2(W)), 32))
         bc = block_c or max(1, 32 // bw)

@@ -7,6 +7,9 @@ The lowering test compiles the kernels for GPU targets without a GPU.
 """
 
 import os
+import subprocess
+import sys
+import types
 
 import pytest
 import torch
@@ -61,6 +64,15 @@ def make_inputs(N, C, H, W, dtype=torch.float32, pdtype=None, layout="nchw", see
 def random_dy(x, seed=7):
     gen = torch.Generator().manual_seed(seed)
     return torch.randn(x.shape, generator=gen, dtype=torch.float64).to(x.dtype).to(DEVICE)
+
+
+def kernel_name(k) -> str:
+    """The Python name of a launched kernel: k may be wrap_triton's wrapper (.kernel), an
+    autotuner, a JITFunction or an interpreted function (each holding the next in .fn)."""
+    k = getattr(k, "kernel", k)
+    while not isinstance(k, types.FunctionType):
+        k = k.fn
+    return k.__name__
 
 
 def leaves(inputs):
@@ -383,7 +395,7 @@ def test_backward_is_two_launches_and_allocations(layout, monkeypatch):
     launch = L._launch
 
     def counted(kernel, *args, **kw):
-        names.append(kernel.fn.__name__)
+        names.append(kernel_name(kernel))
         inside.append(True)  # the interpreter's own tensor copies inside a launch do not count
         launch(kernel, *args, **kw)
         inside.pop()
@@ -479,3 +491,75 @@ def test_flop_formula_and_no_double_backward():
     (gx,) = torch.autograd.grad(y.sum(), ins[0], create_graph=True)
     with pytest.raises(NotImplementedError, match="double backward"):
         gx.sum().backward()
+
+
+# ---------------------------------------------------------------- lowering to GPU code
+
+_LOWERING_SCRIPT = r"""
+import sys, time, torch
+sys.path[:0] = [ROOT, ROOT + "/benchmarks"]
+from static import triton_capture as tc
+from static.cuobjdump import ToolMissing, dump_cubin_bytes
+from static.sass import local_store_bytes
+from static.triton_report import meta_inputs
+from lgf_ops import triton_launch as L
+
+seen = set()
+for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
+    for layout in ("nchw", "channels_last"):
+        ins = meta_inputs((2, 64, 24, 160), dtype, layout)  # the tiles of shape B
+        launches = tc.capture(L.lgf_forward, *ins).launches
+        launches += tc.capture(L.lgf_backward, torch.empty_like(ins[0]), *ins).launches
+        for launch in launches:
+            for cc in (80, 90):
+                b = tc.bind(launch, cc)
+                key = (launch.name, cc, repr(b.signature), repr(b.constexprs), repr(b.attrs))
+                if key in seen:
+                    continue
+                seen.add(key)
+                t0 = time.time()
+                kernel = tc.compile_launch(launch, cc)
+                assert kernel.asm.get("cubin"), "no cubin"
+                try:
+                    res, fns = dump_cubin_bytes(kernel.asm["cubin"])
+                    spill = sum(local_store_bytes(f) for f in fns)
+                except ToolMissing:
+                    spill = -1
+                print("lowered", launch.name, str(dtype)[6:], layout, f"sm_{cc}",
+                      f"spill={spill}", f"{time.time() - t0:.0f}s", flush=True)
+"""
+
+
+@pytest.mark.skipif(
+    DEVICE != "cpu", reason="on a GPU the other tests compile and run the real kernels"
+)
+def test_kernels_lower_to_gpu_code(tmp_path):
+    """The interpreter does not run Triton's compiler. Every kernel variant the launchers
+    really launch (fp32, fp16 with fp32 parameters, bf16, fp64; NCHW and channels_last) is
+    captured, bound as JITFunction.run binds it (unit strides as constexprs, 16-byte
+    divisibility, num_warps) and compiled for sm_80 and sm_90 in a subprocess without
+    TRITON_INTERPRET (benchmarks/static/triton_capture.py); no spills except fp64."""
+    pytest.importorskip("triton.backends.nvidia", reason="Triton's NVIDIA backend is missing")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_CACHE_DIR"] = str(tmp_path)
+    script = tmp_path / "lower.py"
+    script.write_text(f"ROOT = {ROOT!r}\n" + _LOWERING_SCRIPT)
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=1800,
+    )  # fmt: skip
+    assert proc.returncode == 0, f"lowering failed:\n{proc.stdout}\n{proc.stderr[-4000:]}"
+    lines = [ln.split() for ln in proc.stdout.splitlines() if ln.startswith("lowered")]
+    kernels = {ln[1] for ln in lines}
+    assert kernels == {
+        "lgf_forward_kernel",
+        "lgf_backward_nchw_kernel",
+        "lgf_backward_nhwc_kernel",
+        "lgf_finish_grads_kernel",
+    }, proc.stdout
+    for dtype in ("float32", "float16", "bfloat16", "float64"):
+        for arch in ("sm_80", "sm_90"):
+            done = {(ln[1], ln[3]) for ln in lines if ln[2] == dtype and ln[4] == arch}
+            assert len(done) >= 5, f"{dtype} {arch}: {sorted(done)}"  # 3 kernels x 2 layouts
+    spilled = [ln for ln in lines if ln[2] != "float64" and ln[5] not in ("spill=0", "spill=-1")]
+    assert not spilled, spilled

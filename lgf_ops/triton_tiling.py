@@ -93,7 +93,13 @@ def _strips(H: int, base_programs: int, max_strips: int, rows: int | None) -> tu
 
 
 def forward_tiling(
-    x_shape, x_strides, y_strides, elem_bytes, block_c=None, block_w=None, rows=None
+    x_shape: tuple,
+    x_strides: tuple,
+    y_strides: tuple,
+    elem_bytes: int,
+    block_c: int | None = None,
+    block_w: int | None = None,
+    rows: int | None = None,
 ) -> Tiling:
     N, C, H, W = x_shape
     check_pow2(block_c, "block_c")
@@ -117,7 +123,12 @@ def _max_blocks(H: int, W: int, x_bytes: int, acc_bytes: int) -> int:
 
 
 def backward_nchw_tiling(
-    x_shape, strides, elem_bytes, acc_bytes, block_w=None, rows=None
+    x_shape: tuple,
+    strides: list[tuple],
+    elem_bytes: int,
+    acc_bytes: int,
+    block_w: int | None = None,
+    rows: int | None = None,
 ) -> Tiling:
     """One warp per program; BW lanes of columns of which BW - 2 are outputs. strides: the
     (n, c, h, w) strides of dy, x and dx."""
@@ -133,7 +144,14 @@ def backward_nchw_tiling(
 
 
 def backward_nhwc_tiling(
-    x_shape, strides, elem_bytes, acc_bytes, block_c=None, block_w=None, groups=None, rows=None
+    x_shape: tuple,
+    strides: list[tuple],
+    elem_bytes: int,
+    acc_bytes: int,
+    block_c: int | None = None,
+    block_w: int | None = None,
+    groups: int | None = None,
+    rows: int | None = None,
 ) -> Tiling:
     """Lanes along channels (one per thread); groups of TW columns, G groups per program.
     strides: the (n, c, h, w) strides of dy, x and dx."""

@@ -250,6 +250,9 @@ def large_inputs(scale, dtype, layout, seed):
     return [x] + [p.to(dt).to(DEVICE) for p, dt in zip(params, dts)]
 
 
+# the forward's sigmoid lets exp(-z) overflow to inf on purpose (s = 0 exactly); under the
+# interpreter that is numpy's exp, which warns
+@pytest.mark.filterwarnings("ignore:overflow encountered in exp:RuntimeWarning")
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 @pytest.mark.parametrize(
     "scale,dtype",
@@ -477,6 +480,21 @@ def test_torch_compile_fullgraph():
     torch.testing.assert_close(yb, ya)
     for name, u, v in zip(GRAD_NAMES, b, a):
         torch.testing.assert_close(u.grad, v.grad, msg=f"d{name}")
+
+
+def test_torch_export_keeps_the_op():
+    """torch.export sees the Triton op (a triton_op: exported as lgf_triton::fused_forward,
+    its kernels compiled by the backend that loads the program) and runs it."""
+    inputs = make_inputs(1, 4, 5, 6, layout="channels_last", seed=15)
+
+    class Block(torch.nn.Module):
+        def forward(self, *args):
+            return lgf_ops.lgf_fused(*args, backend="triton")
+
+    exported = torch.export.export(Block(), tuple(inputs))
+    targets = [str(node.target) for node in exported.graph.nodes]
+    assert any("lgf_triton.fused_forward" in t for t in targets), targets
+    torch.testing.assert_close(exported.module()(*inputs), Block()(*inputs))
 
 
 def test_flop_formula_and_no_double_backward():

@@ -3,6 +3,7 @@
 # make demo   : same setup, then a short baseline-vs-LGF training demo on synthetic data.
 # make bench  : the kernel benchmark (benchmarks/bench_op.py) on CPU.
 # make build  : rebuild the extension in place (incremental, for development).
+# make lint   : ruff check and ruff format --check over the repository (pyproject.toml).
 # make gpu-check : on a machine with an NVIDIA GPU, in about 10 minutes: build in place, the GPU
 #               tests, compute-sanitizer, the GPU benchmarks and the static estimates
 #               (benchmarks/gpu_check.py; JSON in runs/gpu_check/). Uses .venv/bin/python when it
@@ -21,7 +22,7 @@ export TORCH_CUDA_ARCH_LIST ?= 8.0;9.0+PTX
 
 SOURCES := setup.py $(wildcard csrc/*.h csrc/*.cpp csrc/cpu/*.h csrc/cpu/*.cpp csrc/cuda/*.cu csrc/cuda/*.cuh csrc/cuda/*.h)
 
-.PHONY: test demo bench build install clean gpu-check
+.PHONY: test demo bench build install clean lint gpu-check
 
 $(VENV)/.deps: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +44,10 @@ demo: install
 
 bench: install
 	$(PY) benchmarks/bench_op.py
+
+lint: $(VENV)/.deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 build: $(VENV)/.deps
 	$(PY) setup.py build_ext --inplace

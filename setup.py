@@ -110,15 +110,24 @@ def build_ext_cls():
 setup(
     name="lgf",
     version="0.1.0",
-    description="Local-Global Fusion for small-object detection: fused CPU/CUDA/Triton op, blocks, RetinaNet, trainer",
+    description=(
+        "Local-Global Fusion for small-object detection: fused CPU/CUDA/Triton op, blocks, "
+        "RetinaNet, trainer"
+    ),
     license="MIT",
-    packages=find_packages(include=["lgf_ops", "lgf_ops.*", "lgf", "lgf.*"]),
+    # The command layer train/ installs as `lgf_cli` (a top-level `train` package would collide
+    # with other projects); from a checkout it runs as `python -m train.<command>`.
+    packages=find_packages(include=["lgf_ops", "lgf_ops.*", "lgf", "lgf.*"]) + ["lgf_cli"],
+    package_dir={"lgf_cli": "train"},
     ext_modules=extensions(),
     cmdclass={"build_ext": build_ext_cls()},
     python_requires=">=3.9",
     install_requires=["torch>=2.4", "torchvision", "numpy", "pycocotools", "tqdm"],
     extras_require={"plot": ["matplotlib"], "triton": ["triton"], "test": ["pytest"]},
     entry_points={
-        "console_scripts": ["lgf-train = lgf.trainer:main", "lgf-eval = lgf.evaluation:main"]
+        "console_scripts": [
+            "lgf-train = lgf_cli.train:main",
+            "lgf-eval = lgf_cli.evaluate:main",
+        ]
     },
 )

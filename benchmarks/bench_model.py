@@ -12,7 +12,6 @@ and reports medians, the overhead of the block relative to the baseline, params 
 """
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -21,7 +20,9 @@ import time
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from lgf.models import build_retinanet, model_complexity  # noqa: E402
+from lgf.counting import model_complexity  # noqa: E402
+from lgf.models import build_retinanet  # noqa: E402
+from lgf.utils.atomic_write import write_json  # noqa: E402
 
 VARIANTS = {
     "baseline": dict(block=None),
@@ -55,7 +56,7 @@ def timed(fn, device):
     return (time.perf_counter() - t0) * 1e3
 
 
-def main(argv=None):
+def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -66,10 +67,11 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--json", default=None)
-    args = p.parse_args(argv)
-    device = torch.device(args.device)
-    gen = torch.Generator().manual_seed(0)
-    images, targets = synthetic_batch(args.batch_size, args.img_size, device, gen)
+    return p.parse_args(argv)
+
+
+def build_variants(args, device):
+    """{variant: (model, optimizer)} and {variant: row with params, GFLOPs, empty timings}."""
     models, rows = {}, {}
     for name, kw in VARIANTS.items():
         torch.manual_seed(0)
@@ -81,15 +83,15 @@ def main(argv=None):
             max_size=args.img_size,
             **kw,
         ).to(device)
-        opt = torch.optim.SGD(m.parameters(), lr=1e-4, momentum=0.9)
-        models[name] = (m, opt)
+        models[name] = (m, torch.optim.SGD(m.parameters(), lr=1e-4, momentum=0.9))
         cx = model_complexity(m, img_size=args.img_size)
-        rows[name] = {
-            "params_M": cx["params"] / 1e6,
-            "gflops": cx["flops"] / 1e9,
-            "step": [],
-            "infer": [],
-        }
+        rows[name] = {"params_M": cx["params"] / 1e6, "gflops": cx["flops"] / 1e9}
+        rows[name].update(step=[], infer=[])
+    return models, rows
+
+
+def time_rounds(models, rows, images, targets, reps, device):
+    """One warm-up, then `reps` rounds, each timing every variant once (interleaved)."""
 
     def step(m, opt):
         m.train()
@@ -103,30 +105,22 @@ def main(argv=None):
         with torch.no_grad():
             m(images[:1])
 
-    for name, (m, opt) in models.items():  # warm-up
+    for m, opt in models.values():
         step(m, opt)
         infer(m)
-    for _ in range(args.reps):
+    for _ in range(reps):
         for name, (m, opt) in models.items():
             rows[name]["step"].append(timed(lambda: step(m, opt), device))
             rows[name]["infer"].append(timed(lambda: infer(m), device))
-    base = rows["baseline"]
-    print(
-        f"\nRetinaNet {args.backbone}, block at {args.insert_level}, {args.img_size}x{args.img_size}, "
-        f"{args.device}, {torch.get_num_threads()} threads, train batch {args.batch_size}, "
-        f"{args.reps} interleaved rounds, medians"
-    )
-    head = f"{'variant':18s} {'params M':>9s} {'GFLOPs':>8s} {'step ms':>9s} {'vs base':>8s} {'infer ms':>9s} {'vs base':>8s}"
-    print(head)
-    print("-" * len(head))
+
+
+def summarize(rows):
+    """Medians and overheads against the baseline, one dict per variant."""
+    bst = statistics.median(rows["baseline"]["step"])
+    binf = statistics.median(rows["baseline"]["infer"])
     out = []
     for name, r in rows.items():
         st, inf = statistics.median(r["step"]), statistics.median(r["infer"])
-        bst, binf = statistics.median(base["step"]), statistics.median(base["infer"])
-        print(
-            f"{name:18s} {r['params_M']:9.2f} {r['gflops']:8.1f} {st:9.0f} {100 * (st / bst - 1):+7.1f}% "
-            f"{inf:9.0f} {100 * (inf / binf - 1):+7.1f}%"
-        )
         out.append(
             {
                 "variant": name,
@@ -138,15 +132,47 @@ def main(argv=None):
                 "infer_overhead": inf / binf - 1,
             }
         )
+    return out
+
+
+def print_table(args, out):
     print(
-        "GFLOPs: FlopCounterMode on backbone + block + FPN + head for one image (2 FLOPs per multiply-add)"
+        f"\nRetinaNet {args.backbone}, block at {args.insert_level}, "
+        f"{args.img_size}x{args.img_size}, {args.device}, {torch.get_num_threads()} threads, "
+        f"train batch {args.batch_size}, {args.reps} interleaved rounds, medians"
     )
+    head = (
+        f"{'variant':18s} {'params M':>9s} {'GFLOPs':>8s} {'step ms':>9s} {'vs base':>8s} "
+        f"{'infer ms':>9s} {'vs base':>8s}"
+    )
+    print(head)
+    print("-" * len(head))
+    for r in out:
+        print(
+            f"{r['variant']:18s} {r['params_M']:9.2f} {r['gflops']:8.1f} {r['step_ms']:9.0f} "
+            f"{100 * r['step_overhead']:+7.1f}% {r['infer_ms']:9.0f} "
+            f"{100 * r['infer_overhead']:+7.1f}%"
+        )
+    print(
+        "GFLOPs: FlopCounterMode on backbone + block + FPN + head for one image "
+        "(2 FLOPs per multiply-add)"
+    )
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    images, targets = synthetic_batch(
+        args.batch_size, args.img_size, device, torch.Generator().manual_seed(0)
+    )
+    models, rows = build_variants(args, device)
+    time_rounds(models, rows, images, targets, args.reps, device)
+    out = summarize(rows)
+    print_table(args, out)
     path = args.json or os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "results", f"bench_model_{device.type}.json"
     )
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump({"config": vars(args), "rows": out}, f, indent=2)
+    write_json({"config": vars(args), "rows": out}, path)
     print(f"wrote {path}")
 
 

@@ -1,4 +1,4 @@
-"""The Local-Global Fusion block family (DESIGN.md section 3).
+"""The Local-Global Fusion block family (docs/design.md §4).
 
 - `LGF`: the fused block. Its hot part (depthwise 3x3, two sigmoid gates, residual) is one call
   of `lgf_ops.lgf_fused`; only the tiny global branch (GAP -> 1x1 -> GN -> SiLU on an (N, C, 1, 1)
@@ -8,6 +8,8 @@
 
 Every block maps (N, C, H, W) to (N, C, H, W) and keeps the input's dtype.
 """
+
+from __future__ import annotations
 
 import math
 
@@ -27,12 +29,12 @@ GATES = ("sigmoid", "sum", "softmax")
 SUM_GATE_BIAS = 40.0
 
 
-def _check_channels(name, channels):
+def _check_channels(name: str, channels: int) -> None:
     if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
         raise ValueError(f"{name}: channels must be a positive int, got {channels!r}")
 
 
-def group_norm_groups(channels, max_groups=32):
+def group_norm_groups(channels: int, max_groups: int = 32) -> int:
     """GroupNorm group count: `max_groups` when it divides `channels` into groups of >= 2.
 
     Otherwise the largest divisor of `channels` not above `max_groups` that still leaves at least
@@ -46,7 +48,7 @@ def group_norm_groups(channels, max_groups=32):
     return 1
 
 
-def _global_branch(channels, groups):
+def _global_branch(channels: int, groups: int) -> nn.Sequential:
     """GAP -> 1x1 conv (no bias) -> GroupNorm -> SiLU, giving an (N, C, 1, 1) context."""
     return nn.Sequential(
         nn.AdaptiveAvgPool2d(1),
@@ -79,7 +81,13 @@ class LGF(nn.Module):
     accepts that and returns x's dtype.
     """
 
-    def __init__(self, channels, gn_groups=32, gate="sigmoid", backend="auto"):
+    def __init__(
+        self,
+        channels: int,
+        gn_groups: int = 32,
+        gate: str = "sigmoid",
+        backend: str | None = "auto",
+    ):
         super().__init__()
         _check_channels("LGF", channels)
         if gate not in GATES:
@@ -107,14 +115,14 @@ class LGF(nn.Module):
         self.gamma = nn.Parameter(torch.full((channels,), 0.1))
         self.reset_conv_parameters()
 
-    def reset_conv_parameters(self):
+    def reset_conv_parameters(self) -> None:
         """Initialise the depthwise weight and bias exactly as nn.Conv2d does by default."""
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         fan_in = self.weight[0].numel()  # 1 * 3 * 3
         bound = 1.0 / math.sqrt(fan_in)
         nn.init.uniform_(self.bias, -bound, bound)
 
-    def effective_gate(self):
+    def effective_gate(self) -> torch.Tensor:
         """The (6, C) coefficient matrix fed to the op (rows a_l, b_l, c_l, a_g, b_g, c_g)."""
         if self.gate_mode == "sigmoid":
             return self.gate
@@ -122,11 +130,11 @@ class LGF(nn.Module):
             return torch.cat([self.gate, -self.gate], dim=0)
         return self.fixed_gate.to(self.weight.dtype)
 
-    def global_context(self, x):
+    def global_context(self, x: torch.Tensor) -> torch.Tensor:
         """g of shape (N, C), in x's dtype (the op requires g to match x)."""
         return self.global_branch(x).flatten(1).to(x.dtype)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.channels:
             raise ValueError(
                 f"LGF: expected input (N, {self.channels}, H, W), got {tuple(x.shape)}"
@@ -136,7 +144,7 @@ class LGF(nn.Module):
             x, self.weight, self.bias, g, self.effective_gate(), self.gamma, backend=self.backend
         )
 
-    def gate_maps(self, x):
+    def gate_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(s_l, s_g), each (N, 1, H, W) float32: the two gates averaged over channels.
 
         Plain PyTorch from the same parameters (for visualisation; wrap it in torch.no_grad()).
@@ -151,7 +159,7 @@ class LGF(nn.Module):
         s_g = torch.sigmoid(a_g * l + b_g * g + c_g)
         return s_l.mean(1, keepdim=True), s_g.mean(1, keepdim=True)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"channels={self.channels}, gate={self.gate_mode!r}, backend={self.backend!r}"
 
 
@@ -161,18 +169,27 @@ class LGFPaper(nn.Module):
         L   = ReLU(GN(conv1x1(dwconv3x3(x))))                  (N, C, H, W)
         G   = SiLU(GN(conv1x1(GAP(x))))                        (N, C, 1, 1)
         z   = GN(conv1x1_{C/4 -> 2C}(ReLU(conv1x1_{C -> C/4}(x))))   (N, 2C, H, W)
-        w   = sigmoid(clamp(z, -15, 15) / (softplus(t) + 1e-3))  in fp32; w_L, w_G = w[:, :C], w[:, C:]
+        w   = sigmoid(clamp(z, -15, 15) / (softplus(t) + 1e-3))      in fp32
+        w_L, w_G = w[:, :C], w[:, C:]
         out = x + gamma * (w_L * L + w_G * G)
 
-    Details DESIGN leaves open, as the published code has them: the gate reads the block input x
-    (per pixel); the C -> C/4 conv has no bias; the C/4 -> 2C conv has a bias and both its weight
-    and bias start at zero (so z = 0 and both gates start at 0.5); the 2C GroupNorm has 32 groups
-    like the others; the temperature t starts at 1.0; the first C gate channels are w_L. The
-    depthwise and 1x1 convs followed by GroupNorm have no bias. gamma is one scalar, 0.1. For C
-    not divisible by 32 the GroupNorms use `group_norm_groups` (the paper only used C >= 512).
+    Details the design (docs/design.md §4) leaves open, as the published code has them: the gate
+    reads the block input x (per pixel); the C -> C/4 conv has no bias; the C/4 -> 2C conv has a
+    bias and both its weight and bias start at zero (so z = 0 and both gates start at 0.5); the
+    2C GroupNorm has 32 groups like the others; the temperature t starts at 1.0; the first C gate
+    channels are w_L. The depthwise and 1x1 convs followed by GroupNorm have no bias. gamma is one
+    scalar, 0.1. For C not divisible by 32 the GroupNorms use `group_norm_groups` (the paper only
+    used C >= 512).
     """
 
-    def __init__(self, channels, gn_groups=32, reduction=4, clamp=15.0, temperature=1.0):
+    def __init__(
+        self,
+        channels: int,
+        gn_groups: int = 32,
+        reduction: int = 4,
+        clamp: float = 15.0,
+        temperature: float = 1.0,
+    ):
         super().__init__()
         _check_channels("LGFPaper", channels)
         self.channels = channels
@@ -194,7 +211,7 @@ class LGFPaper(nn.Module):
         self.temperature = nn.Parameter(torch.tensor(float(temperature)))
         self.gamma = nn.Parameter(torch.tensor(0.1))
 
-    def gates(self, x):
+    def gates(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(w_L, w_G), each (N, C, H, W) float32."""
         z = self.gate_norm(self.gate_expand(F.relu(self.gate_reduce(x))))
         with torch.autocast(device_type=x.device.type, enabled=False):
@@ -202,12 +219,12 @@ class LGFPaper(nn.Module):
             w = torch.sigmoid(z.float().clamp(-self.clamp, self.clamp) / tau)
         return w[:, : self.channels], w[:, self.channels :]
 
-    def gate_maps(self, x):
+    def gate_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(w_L, w_G) averaged over channels, each (N, 1, H, W) float32."""
         w_l, w_g = self.gates(x)
         return w_l.mean(1, keepdim=True), w_g.mean(1, keepdim=True)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         local = self.local(x)
         glob = self.global_branch(x)
         w_l, w_g = self.gates(x)
@@ -222,7 +239,7 @@ class SE(nn.Module):
     controls. Parameters: 2 * C * (C // r).
     """
 
-    def __init__(self, channels, reduction=16):
+    def __init__(self, channels: int, reduction: int = 16):
         super().__init__()
         _check_channels("SE", channels)
         hidden = max(channels // reduction, 1)
@@ -234,7 +251,7 @@ class SE(nn.Module):
             nn.Sigmoid(),
         )
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.fc(self.pool(x))
 
 
@@ -247,7 +264,7 @@ class CBAM(nn.Module):
     MLP and spatial conv without bias (parameters: 2 * C * (C // r) + 2 * k * k).
     """
 
-    def __init__(self, channels, reduction=16, kernel_size=7):
+    def __init__(self, channels: int, reduction: int = 16, kernel_size: int = 7):
         super().__init__()
         _check_channels("CBAM", channels)
         if kernel_size % 2 != 1:
@@ -260,7 +277,7 @@ class CBAM(nn.Module):
         )
         self.spatial = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         avg = F.adaptive_avg_pool2d(x, 1)
         mx = F.adaptive_max_pool2d(x, 1)
         x = x * torch.sigmoid(self.mlp(avg) + self.mlp(mx))

@@ -8,33 +8,31 @@ of the deep (layer4) filters and rewards diverse shallow (layer2, the C3 stage) 
 Add it to the detection loss: loss = sum(loss_dict.values()) + feature_enhancement_loss(model).
 """
 
+from __future__ import annotations
+
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
 
+from .utils.unwrap import unwrap
+
 __all__ = ["feature_enhancement_loss", "find_resnet_body", "conv_weights"]
 
 
-def _unwrap(model):
-    """Strips DistributedDataParallel / DataParallel / EMA-style `.module` wrappers."""
-    while isinstance(getattr(model, "module", None), nn.Module):
-        model = model.module
-    return model
-
-
-def _has_layers(module, names):
+def _has_layers(module: nn.Module, names: Sequence[str]) -> bool:
     return all(isinstance(getattr(module, n, None), nn.Module) for n in names)
 
 
-def find_resnet_body(model, layers=("layer2", "layer4")):
+def find_resnet_body(model: nn.Module, layers: Sequence[str] = ("layer2", "layer4")) -> nn.Module:
     """The module holding the ResNet stages `layers` (as attributes) inside `model`.
 
     Looks at the model itself (a ResNet, or a torchvision IntermediateLayerGetter body), then at
     `model.backbone.body` (torchvision detection models, including lgf's BackboneWithBlock), then
     at every submodule in order. Raises ValueError if none has all of `layers`.
     """
-    model = _unwrap(model)
+    model = unwrap(model)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     body = getattr(getattr(model, "backbone", None), "body", None)
@@ -45,17 +43,18 @@ def find_resnet_body(model, layers=("layer2", "layer4")):
         if _has_layers(module, layers):
             return module
     raise ValueError(
-        f"feature_enhancement_loss: no ResNet stages {list(layers)} found in {type(model).__name__} "
-        "(expected a torchvision ResNet, or a detection model with backbone.body.layer2/layer4)"
+        f"feature_enhancement_loss: no ResNet stages {list(layers)} found in "
+        f"{type(model).__name__} (expected a torchvision ResNet, or a detection model with "
+        "backbone.body.layer2/layer4)"
     )
 
 
-def conv_weights(module):
+def conv_weights(module: nn.Module) -> list[torch.Tensor]:
     """The weights of every nn.Conv2d inside `module`, in module order."""
     return [m.weight for m in module.modules() if isinstance(m, nn.Conv2d)]
 
 
-def _check_lambda(name, value):
+def _check_lambda(name: str, value: float) -> float:
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float))
@@ -68,11 +67,14 @@ def _check_lambda(name, value):
     return float(value)
 
 
-def feature_enhancement_loss(model, lambda4=1e-5, lambda2=1.0):
+def feature_enhancement_loss(
+    model: nn.Module, lambda4: float = 1e-5, lambda2: float = 1.0
+) -> torch.Tensor:
     """lambda4 * sum ||W||_F over layer4 convs - lambda2 * sum var(W) over layer2 convs.
 
     model: a RetinaNet from lgf.models (any block or neck), a torchvision detection model with a
-        ResNet body, a ResNet, or any of these wrapped by DDP (`.module`).
+        ResNet body, a ResNet, or any of these wrapped by DDP or torch.compile (see
+        lgf.utils.unwrap).
     ||W||_F is the Frobenius norm of each conv weight tensor; var(W) is the unbiased variance of
     all its elements (torch.var's default). Computed in float32 (outside autocast is best) and
     returned as a differentiable 0-dim tensor on the weights' device. Frozen weights

@@ -15,19 +15,18 @@ import numpy as np
 import pytest
 import torch
 
-from lgf.checkpoint import (
+from lgf.data import generate_synthetic_coco, load_coco_annotations
+from lgf.evaluation import METRIC_NAMES, coco_metrics, predictions_to_coco
+from lgf.training.checkpoint import (
     CheckpointError,
-    atomic_copy,
-    atomic_torch_save,
-    capture_rng_state,
     load_checkpoint,
     primitive_args,
-    restore_rng_state,
+    save_checkpoint,
 )
-from lgf.data import generate_synthetic_coco, load_coco_annotations
-from lgf.ema import ModelEMA
-from lgf.evaluation import STAT_NAMES, coco_metrics, predictions_to_coco
-from lgf.lr_schedule import lr_factor
+from lgf.training.ema import ModelEMA
+from lgf.training.lr_schedule import lr_factor
+from lgf.training.rng import capture_rng_state, restore_rng_state
+from lgf.utils.atomic_write import atomic_copy
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -38,7 +37,7 @@ def _ckpt(v):
 
 def test_atomic_write_failure_keeps_old_file(tmp_path, monkeypatch):
     path = str(tmp_path / "last.pt")
-    atomic_torch_save(_ckpt(1), path)
+    save_checkpoint(_ckpt(1), path)
     real_save = torch.save
 
     def failing_save(obj, f, *a, **k):
@@ -47,20 +46,20 @@ def test_atomic_write_failure_keeps_old_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", failing_save)
     with pytest.raises(OSError, match="simulated"):
-        atomic_torch_save(_ckpt(2), path)
+        save_checkpoint(_ckpt(2), path)
     monkeypatch.setattr(torch, "save", real_save)
     assert os.listdir(tmp_path) == ["last.pt"]  # no temp file left behind
     old = load_checkpoint(path)
     assert old["step"] == 1 and old["model"]["w"].tolist() == [1.0, 1.0, 1.0]
-    atomic_torch_save(_ckpt(3), path)
+    save_checkpoint(_ckpt(3), path)
     assert load_checkpoint(path)["step"] == 3
 
 
 def test_best_copy_survives_later_last_writes(tmp_path):
     last, best = str(tmp_path / "last.pt"), str(tmp_path / "best.pt")
-    atomic_torch_save(_ckpt(1), last)
+    save_checkpoint(_ckpt(1), last)
     atomic_copy(last, best)
-    atomic_torch_save(_ckpt(2), last)
+    save_checkpoint(_ckpt(2), last)
     assert load_checkpoint(best)["step"] == 1 and load_checkpoint(last)["step"] == 2
     atomic_copy(last, best)
     assert load_checkpoint(best)["step"] == 2
@@ -86,7 +85,7 @@ def test_rng_state_roundtrip_through_weights_only_file(tmp_path):
     state = capture_rng_state()
     expected = (random.random(), np.random.normal(size=3).tolist(), torch.rand(3).tolist())
     path = str(tmp_path / "rng.pt")
-    atomic_torch_save({"model": {}, "args": {}, "rng": [state]}, path)
+    save_checkpoint({"model": {}, "args": {}, "rng": [state]}, path)
     random.seed(9), np.random.seed(9), torch.manual_seed(9)
     restore_rng_state(load_checkpoint(path)["rng"][0])
     assert (random.random(), np.random.normal(size=3).tolist(), torch.rand(3).tolist()) == expected
@@ -162,7 +161,7 @@ def test_coco_metrics_perfect_partial_and_empty(synthetic_val):
     coco = synthetic_val
     ids = sorted(coco.getImgIds())
     m = coco_metrics(coco, _gt_as_results(coco, set(ids)))
-    assert set(STAT_NAMES) <= set(m)
+    assert set(METRIC_NAMES) <= set(m)
     assert m["AP"] == pytest.approx(1.0) and m["AP50"] == pytest.approx(1.0)
     assert m["AP_small"] == pytest.approx(1.0) and m["AR100"] == pytest.approx(1.0)
     assert set(m["per_class_AP"]) == {"disc", "square", "triangle"}
@@ -178,7 +177,7 @@ def test_coco_metrics_perfect_partial_and_empty(synthetic_val):
     # the ground truth has boxes of that kind and -1 where it has none, as for the perfect run
     me = coco_metrics(coco, [])
     assert me["num_detections"] == 0
-    assert all(me[k] == (-1.0 if m[k] == -1.0 else 0.0) for k in STAT_NAMES), me
+    assert all(me[k] == (-1.0 if m[k] == -1.0 else 0.0) for k in METRIC_NAMES), me
     assert all(v == 0.0 for v in me["per_class_AP"].values())
 
 
@@ -230,11 +229,11 @@ def test_predictions_to_coco_maps_boxes_and_labels():
     assert res == [{"image_id": 42, "category_id": 9, "bbox": [1.0, 2.0, 10.0, 5.0], "score": 0.9}]
 
 
-# ---- a run killed with SIGKILL resumes ------------------------------------------------------------
+# ---- a run killed with SIGKILL resumes --------------------------------------------------------
 
 
 def test_sigkill_mid_run_then_resume(tmp_path):
-    from lgf.trainer import parse_args, run
+    from train.train import parse_args, run
 
     out = tmp_path / "run"
     data = tmp_path / "data"

@@ -1,4 +1,4 @@
-"""Tests of the complexity report (lgf/complexity.py, `python -m train.complexity`)."""
+"""Tests of the complexity report (lgf/experiments/complexity.py, `python -m train.complexity`)."""
 
 import json
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lgf import block_complexity
-from lgf.complexity import (
+from lgf.experiments.complexity import (
     build_complexity_model,
     complexity_modes,
     complexity_report,
@@ -14,8 +14,8 @@ from lgf.complexity import (
     forward_fn,
     measure_latency,
 )
-from lgf.engine import MODES
 from lgf.models import level_channels
+from lgf.modes import MODES
 from train import complexity as complexity_cli
 
 SIZE = 64

@@ -20,7 +20,8 @@ from lgf.data import (
 
 
 def _write_set(root, anns, images=None, categories=None, size=(40, 30)):
-    """A tiny COCO set on disk: images `a.png`, `b.png` (solid colours) and the given annotations."""
+    """A tiny COCO set on disk: images `a.png`, `b.png` (solid colours) and the given
+    annotations."""
     img_dir = os.path.join(root, "img")
     os.makedirs(img_dir, exist_ok=True)
     w, h = size
@@ -201,13 +202,15 @@ def test_missing_annotation_file(tmp_path):
         ("[1, 2]", "top level must be a JSON object"),
         ('{"images": [], "annotations": []}', "missing the 'categories' list"),
         (
-            '{"images": [{"id": 1, "file_name": "a.png"}], "annotations": [{"id": 1, "image_id": 1, '
-            '"category_id": 1, "bbox": [1, 2]}], "categories": [{"id": 1, "name": "x"}]}',
+            '{"images": [{"id": 1, "file_name": "a.png"}], '
+            '"annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2]}], '
+            '"categories": [{"id": 1, "name": "x"}]}',
             "bbox",
         ),
         (
-            '{"images": [], "annotations": [{"id": 1, "image_id": 4, "category_id": 1, "bbox": [1, 2, 3, 4]}],'
-            ' "categories": [{"id": 1, "name": "x"}]}',
+            '{"images": [], '
+            '"annotations": [{"id": 1, "image_id": 4, "category_id": 1, "bbox": [1, 2, 3, 4]}], '
+            '"categories": [{"id": 1, "name": "x"}]}',
             "unknown image_id",
         ),
     ],

@@ -12,10 +12,10 @@ import sys
 import pytest
 import torch
 
-from lgf.checkpoint import load_checkpoint
 from lgf.data import generate_synthetic_coco
-from lgf.evaluation import STAT_NAMES, evaluate_checkpoint
-from lgf.trainer import parse_args, run
+from lgf.evaluation import METRIC_NAMES, evaluate_checkpoint
+from lgf.training.checkpoint import load_checkpoint
+from train.train import parse_args, run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -116,11 +116,11 @@ def test_two_process_gloo_ddp_matches_gradient_accumulation(tmp_path):
     )
     assert m["num_images"] == a["metrics"]["num_images"] == 3
     assert m["num_detections"] == a["metrics"]["num_detections"] > 0
-    for k in STAT_NAMES:
+    for k in METRIC_NAMES:
         assert m[k] == pytest.approx(a["metrics"][k]), k
 
 
 def _skeleton(ckpt):
-    from lgf.engine import build_model
+    from lgf.modes import build_model
 
     return build_model(ckpt["args"], weights_backbone=None)

@@ -1,4 +1,5 @@
-"""Tests of the grid: aggregation arithmetic (lgf/grid.py) and `python -m train.grid` end to end."""
+"""Tests of the grid: aggregation arithmetic (lgf/experiments/grid/) and `python -m train.grid`
+end to end."""
 
 import csv
 import math
@@ -7,14 +8,14 @@ import statistics
 
 import pytest
 
-from lgf.grid import (
+from lgf.experiments.grid.plan import plan_runs
+from lgf.experiments.grid.runs import read_result
+from lgf.experiments.grid.tables import (
     REPORT_METRICS,
     aggregate,
     format_value,
     markdown_table,
     mean_std,
-    plan_runs,
-    read_result,
     weather_markdown_table,
     write_csv,
 )

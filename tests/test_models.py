@@ -1,4 +1,5 @@
-"""Tests of the RetinaNet builder in lgf/models.py (block insertion, checkpoints, errors, complexity)."""
+"""Tests of the RetinaNet builder in lgf/models.py (block insertion, checkpoints, errors) and of
+lgf/counting.py's block counts."""
 
 import pytest
 import torch
@@ -190,7 +191,7 @@ def test_baseline_checkpoint_loads_with_only_block_keys_missing(block):
     assert set(result.missing_keys) == block_keys and result.unexpected_keys == []
     for key, value in base.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key
-    # and the reverse direction: a block checkpoint into a baseline reports the block keys as unexpected
+    # the reverse direction: a block checkpoint into a baseline reports the block keys as unexpected
     back = base.load_state_dict(model.state_dict(), strict=False)
     assert back.missing_keys == [] and set(back.unexpected_keys) == block_keys
 
@@ -240,7 +241,8 @@ def test_block_complexity():
         C // 16
     )  # two 1x1 convs on a 1x1 map
     params, flops = block_complexity("lgf", C, H, W, backend="reference")
-    # the reference path is counted through its depthwise conv (2*9 per element) + the global 1x1 conv
+    # the reference path is counted through its depthwise conv (2*9 per element) + the global
+    # 1x1 conv
     assert params == C * C + 19 * C and flops == 18 * C * H * W + 2 * C * C
     params, flops = block_complexity("cbam", C, H, W)
     assert params == 2 * C * (C // 16) + 98

@@ -10,7 +10,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelP6P7
 
-from lgf.models import BackboneWithBlock, block_complexity, build_retinanet, model_complexity
+from lgf.counting import block_complexity, model_complexity
+from lgf.models import BackboneWithBlock, build_retinanet
 from lgf.peers import ASFF, ASFFPN, GLMD, NECKS, SIEFPN, AxialAttention, NonLocal2d, make_neck
 from lgf.peers.asff import resize_to
 from lgf.peers.attention import multi_head_attention
@@ -389,7 +390,8 @@ def test_glmd_block_complexity_counts_every_conv_and_matmul():
     local = (
         2 * 9 * C * P + 2 * 2 * C * (C // 16) + 2 * C * d * P + 2 * 2 * 49 * P + 2 * (C + d) * d * P
     )
-    # per axial pass: qkv and output projections, q k^T and weights @ v over the row (W) / column (H)
+    # per axial pass: qkv and output projections, q k^T and weights @ v over the row (W) /
+    # column (H)
     axial = 2 * (3 * d * d + d * d) * P * 2 + 2 * 2 * P * W * d + 2 * 2 * P * H * d
     glob = 2 * C * d * P + axial
     mutual = 2 * 2 * 9 * d * d * P + 2 * d * C * P

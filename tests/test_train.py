@@ -7,10 +7,11 @@ import os
 import pytest
 import torch
 
-from lgf.checkpoint import load_checkpoint
-from lgf.engine import MODES, NonFiniteLossError, build_model, model_kwargs
-from lgf.evaluation import STAT_NAMES, evaluate_checkpoint
-from lgf.trainer import main, parse_args, run
+from lgf.evaluation import METRIC_NAMES, evaluate_checkpoint
+from lgf.modes import MODES, build_model, model_kwargs
+from lgf.training.checkpoint import load_checkpoint
+from lgf.training.loop import NonFiniteLossError
+from train.train import main, parse_args, run
 
 TINY = [
     "--backbone",
@@ -87,7 +88,7 @@ def test_aerial_cars_train_eval_and_evaluate_checkpoint(aerial_cars_kit, tmp_pat
         )
     )
     m = summary["metrics"]
-    assert set(STAT_NAMES) <= set(m)
+    assert set(METRIC_NAMES) <= set(m)
     assert set(m["per_class_AP"]) == {"car", "bus", "minibus"}
     assert m["num_images"] == 4 and m["num_detections"] > 0 and m["weights"] == "ema"
     assert summary["step"] == 2
@@ -116,10 +117,10 @@ def test_aerial_cars_train_eval_and_evaluate_checkpoint(aerial_cars_kit, tmp_pat
         batch_size=2,
         max_images=4,
     )
-    for k in STAT_NAMES + ("num_detections",):
+    for k in METRIC_NAMES + ("num_detections",):
         assert again[k] == pytest.approx(m[k]), k
     # and so does the command line, which also writes JSON
-    from lgf.evaluation import main as eval_main
+    from train.evaluate import main as eval_main
 
     js = tmp_path / "metrics.json"
     assert (
@@ -144,7 +145,7 @@ def test_aerial_cars_train_eval_and_evaluate_checkpoint(aerial_cars_kit, tmp_pat
     )
     with open(js) as f:
         raw = json.load(f)
-    assert raw["weights"] == "model" and set(STAT_NAMES) <= set(raw)
+    assert raw["weights"] == "model" and set(METRIC_NAMES) <= set(raw)
     assert "num_detections" in capsys.readouterr().out
 
 
@@ -359,7 +360,7 @@ def test_peer_modes_train_and_evaluate(tmp_path, mode):
         )
     )
     assert summary["step"] == 2
-    assert set(STAT_NAMES) <= set(summary["metrics"])
+    assert set(METRIC_NAMES) <= set(summary["metrics"])
     with open(out / "log.jsonl") as f:
         losses = [r["loss"] for r in map(json.loads, f) if r.get("type") == "epoch" and "loss" in r]
     assert losses and all(torch.isfinite(torch.tensor(v)) for v in losses)

@@ -1,4 +1,5 @@
-"""Tests of the detection / gate-map visualizer (lgf/visualize.py, `python -m train.visualize`)."""
+"""Tests of the detection / gate-map visualizer (lgf/experiments/visualize.py,
+`python -m train.visualize`)."""
 
 import json
 import os
@@ -8,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from lgf.trainer import parse_args, run
-from lgf.visualize import find_gate_block, load_model, predict_with_gates
+from lgf.experiments.visualize import find_gate_block, load_model, predict_with_gates
 from train import visualize as vis_cli
+from train.train import parse_args, run
 
 
 def _train(out, mode):

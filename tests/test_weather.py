@@ -1,4 +1,4 @@
-"""Tests of the weather corruptions (lgf/weather.py) and `python -m train.weather`."""
+"""Tests of the weather corruptions (lgf/experiments/weather*.py) and `python -m train.weather`."""
 
 import hashlib
 import json
@@ -10,18 +10,18 @@ import torch
 from PIL import Image
 
 from lgf.data import generate_synthetic_coco
-from lgf.weather import (
+from lgf.experiments.weather import (
     CONDITIONS,
     apply_weather,
     fog,
     image_seed,
-    make_weather_set,
     night,
     parse_conditions,
     rain,
     snow,
     to_uint8_hwc,
 )
+from lgf.experiments.weather_sets import make_weather_set
 from train import weather as weather_cli
 
 

@@ -5,22 +5,25 @@
     python -m train.complexity --modes baseline,lgf --backbone resnet18 --repeats 20
 
 Prints a Markdown table (one row per trainer mode, plus "lgf (reference)": the LGF model with the
-plain-PyTorch backend of the op); see lgf.complexity for what is measured.
+plain-PyTorch backend of the op); see lgf.experiments.complexity for what is measured.
 """
 
+from __future__ import annotations
+
 import argparse
-import json
-import os
 import sys
 
 import torch
 
-from lgf.complexity import complexity_modes, complexity_report, format_markdown
-from lgf.distributed import resolve_device
-from lgf.options import BACKBONES
+from lgf.experiments.complexity import complexity_modes, complexity_report, format_markdown
+from lgf.models import BACKBONES
+from lgf.training.distributed import resolve_device
+from lgf.utils.atomic_write import write_json
+
+from .flags import report_error
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m train.complexity",
         description=__doc__.split("\n")[0],
@@ -29,7 +32,7 @@ def build_parser():
     p.add_argument(
         "--modes", default=",".join(complexity_modes()), help="comma-separated trainer modes"
     )
-    p.add_argument("--backbone", choices=BACKBONES, default="resnet50")
+    p.add_argument("--backbone", choices=tuple(BACKBONES), default="resnet50")
     p.add_argument("--img-size", type=int, default=640, help="square input side (px)")
     p.add_argument(
         "--num-classes",
@@ -54,38 +57,38 @@ def build_parser():
     return p
 
 
-def main(argv=None):
+def _check(args: argparse.Namespace) -> None:
+    if args.img_size < 32:
+        raise ValueError(f"--img-size must be >= 32, got {args.img_size}")
+    if args.num_classes < 2:
+        raise ValueError(f"--num-classes must be >= 2, got {args.num_classes}")
+    if args.threads < 0:
+        raise ValueError(f"--threads must be >= 0, got {args.threads}")
+
+
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-        if args.img_size < 32:
-            raise ValueError(f"--img-size must be >= 32, got {args.img_size}")
-        if args.num_classes < 2:
-            raise ValueError(f"--num-classes must be >= 2, got {args.num_classes}")
-        if args.threads < 0:
-            raise ValueError(f"--threads must be >= 0, got {args.threads}")
+        _check(args)
         if args.threads:
             torch.set_num_threads(args.threads)
-        device = resolve_device(args.device)
         report = complexity_report(
-            modes,
+            [m.strip() for m in args.modes.split(",") if m.strip()],
             args.backbone,
             args.img_size,
             args.num_classes,
-            device,
+            resolve_device(args.device),
             warmup=args.warmup,
             repeats=args.repeats,
             lgf_reference=not args.no_reference,
             progress=lambda msg: print(f"[complexity] {msg}", file=sys.stderr, flush=True),
         )
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
+        report_error(exc)
         return 2
     print(format_markdown(report))
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=2)
+        write_json(report, args.json)
     return 0
 
 

@@ -9,21 +9,26 @@ Outputs in --output-dir (default runs/demo): data/ (the synthetic set), one trai
 (checkpoints, logs, training_curves.png) and demo_results.json.
 """
 
+from __future__ import annotations
+
 import argparse
 import os
 import sys
 import time
+from typing import Any
 
-from lgf.checkpoint import load_checkpoint
+from lgf.counting import count_params
 from lgf.data import generate_synthetic_coco
-from lgf.engine import MODES, model_from_checkpoint
-from lgf.evaluation import write_metrics_json
-from lgf.trainer import parse_args, run
+from lgf.modes import MODES, model_from_checkpoint
+from lgf.training.checkpoint import load_checkpoint
+from lgf.utils.atomic_write import write_json
+
+from .train import parse_args, run
 
 ROWS = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AR100", "AR_small")
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m train.demo",
         description=__doc__.split("\n\n")[0],
@@ -47,8 +52,8 @@ def build_parser():
     return p
 
 
-def train_mode(mode, data, a):
-    out = os.path.join(a.output_dir, mode)
+def _train_argv(mode: str, data: dict[str, str], out: str, a: argparse.Namespace) -> list[str]:
+    """The trainer's flags of one demo run."""
     argv = [
         "--train-img",
         data["train_img"],
@@ -97,17 +102,23 @@ def train_mode(mode, data, a):
     ]
     if not a.progress:
         argv.append("--no-progress")
+    return argv
+
+
+def train_mode(mode: str, data: dict[str, str], a: argparse.Namespace) -> dict[str, Any]:
+    """Trains one mode; returns its final metrics, parameter count and training time."""
+    out = os.path.join(a.output_dir, mode)
     t0 = time.time()
-    summary = run(parse_args(argv))
+    summary = run(parse_args(_train_argv(mode, data, out, a)))
     model, _ = model_from_checkpoint(load_checkpoint(summary["last_checkpoint"]), use_ema=False)
     metrics = dict(summary["metrics"])
-    metrics["params_M"] = sum(p.numel() for p in model.parameters()) / 1e6
+    metrics["params_M"] = count_params(model) / 1e6
     metrics["train_s"] = time.time() - t0
     metrics["run_dir"] = os.path.abspath(out)
     return metrics
 
 
-def format_table(results):
+def format_table(results: dict[str, dict[str, Any]]) -> str:
     modes = list(results)
     base = modes[0]
     head = f"{'metric':<16}" + "".join(f"{m:>12}" for m in modes)
@@ -130,7 +141,7 @@ def format_table(results):
     return "\n".join(lines)
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     t0 = time.time()
     data = generate_synthetic_coco(
@@ -155,7 +166,7 @@ def main(argv=None):
     )
     print(table)
     print(f"\ntotal wall time {wall:.0f} s; runs in {os.path.abspath(a.output_dir)}")
-    write_metrics_json(
+    write_json(
         {"results": results, "wall_s": wall, "args": vars(a), "table": table},
         os.path.join(a.output_dir, "demo_results.json"),
     )

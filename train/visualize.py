@@ -4,19 +4,24 @@
 
 writes OUT/<image stem>.png (image with boxes, class names and scores; for LGF / LGFPaper models
 also the local and global gate maps, averaged over channels) and OUT/<image stem>.json (the
-detections drawn). Works for any trainer checkpoint; models without gates give one panel.
+detections drawn), with lgf.experiments.visualize. Works for any trainer checkpoint; models
+without gates give one panel.
 """
+
+from __future__ import annotations
 
 import argparse
 import sys
 
-from lgf.checkpoint import CheckpointError
 from lgf.data import DatasetError
-from lgf.distributed import resolve_device
-from lgf.visualize import visualize_images
+from lgf.experiments.visualize import visualize_images
+from lgf.training.checkpoint import CheckpointError
+from lgf.training.distributed import resolve_device
+
+from .flags import report_error
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m train.visualize",
         description=__doc__.split("\n")[0],
@@ -41,7 +46,7 @@ def build_parser():
     return p
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if not 0.0 <= args.score_thresh <= 1.0:
@@ -56,7 +61,7 @@ def main(argv=None):
             layout=args.layout,
         )
     except (CheckpointError, DatasetError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
+        report_error(exc)
         return 2
     for p in paths:
         print(p)

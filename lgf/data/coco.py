@@ -6,13 +6,17 @@ evaluation. Training targets leave out crowd boxes and boxes of zero or negative
 clipping to the image); images without boxes are kept as negatives.
 """
 
+from __future__ import annotations
+
 import contextlib
 import io
 import json
 import os
+from collections.abc import Callable, Sequence
 
 import torch
 from PIL import Image, UnidentifiedImageError
+from pycocotools.coco import COCO
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
@@ -21,14 +25,12 @@ class DatasetError(ValueError):
     """A dataset input (image directory, annotation file or image) is missing or malformed."""
 
 
-def load_coco_annotations(ann_file: str, what: str = "annotation file"):
+def load_coco_annotations(ann_file: str, what: str = "annotation file") -> COCO:
     """Reads and checks a COCO JSON file; returns a pycocotools COCO index (built quietly).
 
     Raises FileNotFoundError if the file does not exist and DatasetError (a ValueError) naming the
     file if it is not JSON or lacks the fields a detection file needs.
     """
-    from pycocotools.coco import COCO
-
     if not ann_file or not os.path.isfile(ann_file):
         raise FileNotFoundError(f"{what} not found: {ann_file!r}")
     try:
@@ -130,7 +132,14 @@ class CocoDetection(torch.utils.data.Dataset):
     max_images: keep only the first N images (sorted by id), for smoke runs.
     """
 
-    def __init__(self, img_dir, ann_file, transforms=None, max_images=None, name="dataset"):
+    def __init__(
+        self,
+        img_dir: str,
+        ann_file: str,
+        transforms: Callable | None = None,
+        max_images: int | None = None,
+        name: str = "dataset",
+    ):
         if not img_dir or not os.path.isdir(img_dir):
             raise FileNotFoundError(f"{name}: image directory not found: {img_dir!r}")
         self.img_dir = img_dir
@@ -153,8 +162,8 @@ class CocoDetection(torch.utils.data.Dataset):
         ]
         if missing:
             raise FileNotFoundError(
-                f"{name}: {len(missing)} of {len(ids)} images listed in {ann_file!r} are missing from "
-                f"{img_dir!r}, e.g. {missing[0]!r}"
+                f"{name}: {len(missing)} of {len(ids)} images listed in {ann_file!r} are missing "
+                f"from {img_dir!r}, e.g. {missing[0]!r}"
             )
 
     @property
@@ -168,8 +177,9 @@ class CocoDetection(torch.utils.data.Dataset):
     def image_path(self, index: int) -> str:
         return os.path.join(self.img_dir, self.coco.imgs[self.ids[index]]["file_name"])
 
-    def raw_target(self, index: int, width: int, height: int):
-        """Boxes (XYXY, clipped to the image) and labels of an image, crowd and empty boxes left out."""
+    def raw_target(self, index: int, width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Boxes (XYXY, clipped to the image) and labels of an image; crowd and empty boxes are
+        left out."""
         img_id = self.ids[index]
         boxes, labels = [], []
         for a in self.coco.imgToAnns.get(img_id, []):
@@ -210,7 +220,7 @@ class CocoDetection(torch.utils.data.Dataset):
         return image, target
 
 
-def collate_detection(batch):
+def collate_detection(batch: Sequence[tuple]) -> tuple[list, list]:
     """Keeps images and targets as lists (images may differ in size)."""
     images, targets = zip(*batch)
     return list(images), list(targets)

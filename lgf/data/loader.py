@@ -1,12 +1,22 @@
 """DataLoaders for training and evaluation over lgf.data.CocoDetection."""
 
+from __future__ import annotations
+
 import torch
 
 from .coco import collate_detection
 from .sampler import EpochSampler
 
 
-def make_loader(dataset, batch_size, train, seed=0, rank=0, world_size=1, workers=0):
+def make_loader(
+    dataset: torch.utils.data.Dataset,
+    batch_size: int,
+    train: bool,
+    seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    workers: int = 0,
+) -> torch.utils.data.DataLoader:
     """Training: shuffled per epoch, padded so every rank gets as many batches. Evaluation: in
     order, each rank a disjoint share (no padding, so no image is counted twice)."""
     if batch_size < 1:

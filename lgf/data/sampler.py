@@ -6,6 +6,8 @@ can start mid-epoch (`set_start`). With several processes each rank takes every 
 sample; training pads the order so every rank gets as many batches (as DistributedSampler does).
 """
 
+from __future__ import annotations
+
 import math
 
 import torch
@@ -14,7 +16,15 @@ import torch
 class EpochSampler(torch.utils.data.Sampler):
     """Yields (index, sample_seed) pairs; the dataset (lgf.data.CocoDetection) accepts them."""
 
-    def __init__(self, length, shuffle=True, seed=0, rank=0, world_size=1, pad=True):
+    def __init__(
+        self,
+        length: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        pad: bool = True,
+    ):
         if length <= 0:
             raise ValueError("cannot sample from an empty dataset")
         self.length = int(length)
@@ -26,10 +36,10 @@ class EpochSampler(torch.utils.data.Sampler):
         self.epoch = 0
         self.start = 0
 
-    def set_epoch(self, epoch: int):
+    def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def set_start(self, start: int):
+    def set_start(self, start: int) -> None:
         """Skips the first `start` samples of this rank's share (mid-epoch resume)."""
         self.start = int(start)
 

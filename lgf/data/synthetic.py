@@ -7,12 +7,16 @@ object at all. The same arguments give the same bytes on every machine, so it se
 embedded default data of the trainer, the demo and the tests.
 """
 
+from __future__ import annotations
+
 import json
 import math
 import os
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+from ..utils.atomic_write import write_json
 
 CLASSES = (
     ("disc", (220, 40, 40)),
@@ -93,6 +97,8 @@ def _write_split(
         img, placed = _make_image(rng, width, height, max_objects, empty_prob)
         image_id = first_image_id + i
         name = f"{split}_{i:05d}.png"
+        # Plain writes: the set counts as complete only once meta.json (written last,
+        # atomically) matches, so an interrupted generation is redone as a whole.
         img.save(os.path.join(img_dir, name), format="PNG")
         images.append({"id": image_id, "file_name": name, "width": width, "height": height})
         for x, y, s, cls in placed:
@@ -122,16 +128,19 @@ def _write_split(
         ],
     }
     ann_file = os.path.join(root, f"{split}.json")
-    tmp = ann_file + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-    os.replace(tmp, ann_file)
+    write_json(data, ann_file, indent=None)
     return img_dir, ann_file
 
 
 def generate_synthetic_coco(
-    root, num_train=160, num_val=40, image_size=128, seed=0, max_objects=6, empty_prob=0.05
-):
+    root: str,
+    num_train: int = 160,
+    num_val: int = 40,
+    image_size: int = 128,
+    seed: int = 0,
+    max_objects: int = 6,
+    empty_prob: float = 0.05,
+) -> dict[str, str]:
     """Writes (or reuses) the synthetic set under `root`.
 
     Layout: root/train/*.png, root/train.json, root/val/*.png, root/val.json, root/meta.json.
@@ -171,8 +180,5 @@ def generate_synthetic_coco(
     os.makedirs(root, exist_ok=True)
     _write_split(root, "train", num_train, image_size, seed, max_objects, empty_prob, 1)
     _write_split(root, "val", num_val, image_size, seed, max_objects, empty_prob, 1_000_000)
-    tmp = meta_file + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(meta, f)
-    os.replace(tmp, meta_file)
+    write_json(meta, meta_file, indent=None)
     return paths

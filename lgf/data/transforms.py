@@ -4,11 +4,13 @@ Resizing is left to the model (RetinaNet's GeneralizedRCNNTransform, see --img-s
 predictions come back in the coordinates of the original image.
 """
 
+from __future__ import annotations
+
 import torch
 from torchvision.transforms import v2
 
 
-def build_transforms(train: bool, hflip: float = 0.5):
+def build_transforms(train: bool, hflip: float = 0.5) -> v2.Compose:
     """Train: random horizontal flip (probability `hflip`), float in [0, 1], drop boxes that became
     smaller than one pixel. Eval: float in [0, 1] only."""
     if not 0.0 <= hflip <= 1.0:

@@ -7,6 +7,13 @@
 `make_neck(name, in_channels_list, out_channels, extra_blocks)` builds a neck by name.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch.nn as nn
+
 from .asff import ASFF, ASFFPN
 from .glmd import GLMD, AxialAttention
 from .sie_fpn import SIEFPN, LateralFeatureEnhancement, MultiInfoCompensation, NonLocal2d
@@ -29,7 +36,13 @@ _PLAIN_FPN = (None, "fpn", "none")
 NECKS = ("fpn",) + tuple(_NECK_CLASSES)
 
 
-def make_neck(name, in_channels_list, out_channels, extra_blocks=None, **neck_kwargs):
+def make_neck(
+    name: str | None,
+    in_channels_list: Sequence[int],
+    out_channels: int,
+    extra_blocks: nn.Module | None = None,
+    **neck_kwargs: Any,
+) -> nn.Module | None:
     """A FeaturePyramidNetwork replacement by name; None for "fpn"/"none"/None (keep torchvision's).
 
     name: None, "fpn", "none", "sie_fpn" or "asff". `neck_kwargs` go to the neck's constructor

@@ -7,7 +7,10 @@ subclasses the FPN and keeps its module names, so a plain-FPN checkpoint loads i
 the `asff.*` keys missing.
 """
 
+from __future__ import annotations
+
 from collections import OrderedDict
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -17,7 +20,7 @@ from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork
 __all__ = ["ASFF", "ASFFPN", "resize_to"]
 
 
-def resize_to(x, size):
+def resize_to(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """x resized to `size` (H, W): nearest upsampling, max pooling down (adaptive: any ratio)."""
     size = tuple(int(s) for s in size)
     if tuple(x.shape[-2:]) == size:
@@ -69,7 +72,7 @@ class ASFF(nn.Module):
         compress: c, the width of the per-level weight features (16 as published).
     """
 
-    def __init__(self, channels=256, num_levels=3, compress=16):
+    def __init__(self, channels: int = 256, num_levels: int = 3, compress: int = 16):
         super().__init__()
         if num_levels < 2:
             raise ValueError(f"ASFF: num_levels must be >= 2, got {num_levels}")
@@ -86,12 +89,12 @@ class ASFF(nn.Module):
         if len(feats) != self.num_levels:
             raise ValueError(f"ASFF: expected {self.num_levels} feature maps, got {len(feats)}")
 
-    def fusion_weights(self, feats):
+    def fusion_weights(self, feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """The per-pixel weights of every target level: a list of (N, n, H_l, W_l) tensors."""
         self._check(feats)
         return [f.weights(self._resized(feats, l)) for l, f in enumerate(self.fusions)]
 
-    def forward(self, feats):
+    def forward(self, feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """feats: a list of n maps (finest first). Returns the list of n fused maps, same shapes."""
         self._check(feats)
         return [f(self._resized(feats, l)) for l, f in enumerate(self.fusions)]
@@ -104,11 +107,17 @@ class ASFFPN(FeaturePyramidNetwork):
     The output dict has the FPN's keys, in order; extra blocks see the FPN's own P5.
     """
 
-    def __init__(self, in_channels_list, out_channels, extra_blocks=None, compress=16):
+    def __init__(
+        self,
+        in_channels_list: Sequence[int],
+        out_channels: int,
+        extra_blocks: nn.Module | None = None,
+        compress: int = 16,
+    ):
         super().__init__(in_channels_list, out_channels, extra_blocks=extra_blocks)
         self.asff = ASFF(out_channels, num_levels=len(in_channels_list), compress=compress)
 
-    def forward(self, x):
+    def forward(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = super().forward(x)
         names = list(out.keys())
         n = len(self.inner_blocks)

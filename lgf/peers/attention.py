@@ -4,12 +4,16 @@
 for it; the comparison blocks are measured for the complexity report, so they use this instead.
 """
 
+from __future__ import annotations
+
 import math
 
 import torch
 
 
-def multi_head_attention(q, k, v, num_heads):
+def multi_head_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_heads: int
+) -> torch.Tensor:
     """softmax(q_h k_h^T / sqrt(d_h)) v_h for each head h, heads concatenated.
 
     q: (B, Lq, D); k, v: (B, Lk, D) with D divisible by num_heads. Returns (B, Lq, D). The softmax

@@ -4,6 +4,8 @@ Like LGF it maps (N, C, H, W) to (N, C, H, W) and is inserted by the RetinaNet b
 `insert_level` (block="glmd").
 """
 
+from __future__ import annotations
+
 import torch
 import torch.nn as nn
 
@@ -13,7 +15,7 @@ from .attention import multi_head_attention
 __all__ = ["GLMD", "AxialAttention", "SpatialAttention", "glmd_width"]
 
 
-def glmd_width(channels, reduction=4):
+def glmd_width(channels: int, reduction: int = 4) -> int:
     """Internal width d of GLMD: channels // reduction, at least 1."""
     if isinstance(reduction, bool) or not isinstance(reduction, int) or reduction < 1:
         raise ValueError(f"GLMD: reduction must be a positive int, got {reduction!r}")
@@ -33,13 +35,13 @@ def _num_heads(width, head_dim):
 class SpatialAttention(nn.Module):
     """CBAM's spatial attention: x * sigmoid(conv_kxk([mean_c(x), max_c(x)])), conv without bias."""
 
-    def __init__(self, kernel_size=7):
+    def __init__(self, kernel_size: int = 7):
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f"SpatialAttention: kernel_size must be odd, got {kernel_size}")
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         desc = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)
         return x * torch.sigmoid(self.conv(desc))
 
@@ -67,14 +69,14 @@ class AxialAttention(nn.Module):
     its own q/k/v and output projections. No positional encoding: the input comes from convolutions.
     """
 
-    def __init__(self, dim, num_heads):
+    def __init__(self, dim: int, num_heads: int):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"AxialAttention: dim {dim} is not divisible by num_heads {num_heads}")
         self.row = _AxisAttention(dim, num_heads)
         self.col = _AxisAttention(dim, num_heads)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, d, h, w = x.shape
         rows = self.row(x.permute(0, 2, 3, 1).reshape(n * h, w, d))  # (N*H, W, D)
         cols = rows.reshape(n, h, w, d).transpose(1, 2).reshape(n * w, h, d)  # (N*W, H, D)
@@ -111,7 +113,13 @@ class GLMD(nn.Module):
     """
 
     def __init__(
-        self, channels, reduction=4, head_dim=32, se_reduction=16, sa_kernel=7, gn_groups=32
+        self,
+        channels: int,
+        reduction: int = 4,
+        head_dim: int = 32,
+        se_reduction: int = 16,
+        sa_kernel: int = 7,
+        gn_groups: int = 32,
     ):
         super().__init__()
         _check_channels("GLMD", channels)
@@ -136,15 +144,15 @@ class GLMD(nn.Module):
         self.mutual_l = nn.Conv2d(d, d, 3, padding=1)
         self.out_proj = nn.Conv2d(d, channels, 1)
 
-    def local_branch(self, x):
+    def local_branch(self, x: torch.Tensor) -> torch.Tensor:
         a = self.local_ca(self.local_dw(x))
         b = self.local_sa(self.local_pw(x))
         return self.local_norm(self.local_fuse(torch.cat([a, b], dim=1)))
 
-    def global_branch(self, x):
+    def global_branch(self, x: torch.Tensor) -> torch.Tensor:
         return self.global_norm(self.global_attn(self.global_in(x)))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.channels:
             raise ValueError(
                 f"GLMD: expected input (N, {self.channels}, H, W), got {tuple(x.shape)}"
@@ -155,5 +163,5 @@ class GLMD(nn.Module):
         l_new = self.mutual_l(local * torch.sigmoid(glob))
         return x + self.out_proj(g_new + l_new)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"channels={self.channels}, width={self.width}, num_heads={self.num_heads}"

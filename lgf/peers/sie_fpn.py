@@ -8,7 +8,10 @@ the torchvision FPN and keeps its lateral 1x1 convs (`inner_blocks`), output 3x3
 with only the new modules' keys missing.
 """
 
+from __future__ import annotations
+
 from collections import OrderedDict
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -38,17 +41,17 @@ class LateralFeatureEnhancement(nn.Module):
     out = w0 * t + w1 * r + w2 * s,  (w0, w1, w2) = softmax(logits), logits zero-initialised
     """
 
-    def __init__(self, channels, se_reduction=16, gn_groups=32):
+    def __init__(self, channels: int, se_reduction: int = 16, gn_groups: int = 32):
         super().__init__()
         self.semantic = _conv_gn_relu(channels, channels, 3, gn_groups)
         self.gate = nn.Conv2d(channels, channels, 1)
         self.se = SE(channels, reduction=se_reduction)
         self.logits = nn.Parameter(torch.zeros(3))
 
-    def branch_weights(self):
+    def branch_weights(self) -> torch.Tensor:
         return torch.softmax(self.logits, dim=0)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         t = self.semantic(x)
         r = x * torch.sigmoid(self.gate(t))
         s = self.se(x)
@@ -67,7 +70,7 @@ class MultiInfoCompensation(nn.Module):
     1x1 lateral conv cannot see, at a fraction of the cost of 256-wide 3x3 convs.
     """
 
-    def __init__(self, in_channels, out_channels, gn_groups=32):
+    def __init__(self, in_channels: int, out_channels: int, gn_groups: int = 32):
         super().__init__()
         if out_channels % 4:
             raise ValueError(
@@ -77,7 +80,7 @@ class MultiInfoCompensation(nn.Module):
         self.reduce = _conv_gn_relu(in_channels, width, 1, gn_groups)
         self.convs = nn.ModuleList(_conv_gn_relu(width, width, 3, gn_groups) for _ in range(3))
 
-    def forward(self, c):
+    def forward(self, c: torch.Tensor) -> torch.Tensor:
         parts = [self.reduce(c)]
         for conv in self.convs:
             parts.append(conv(parts[-1]))
@@ -94,7 +97,7 @@ class NonLocal2d(nn.Module):
     with an odd side (or 1x1) work.
     """
 
-    def __init__(self, channels, reduction=2):
+    def __init__(self, channels: int, reduction: int = 2):
         super().__init__()
         inner = max(channels // reduction, 1)
         self.query = nn.Conv2d(channels, inner, 1)
@@ -104,7 +107,7 @@ class NonLocal2d(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
         q = self.query(x).flatten(2).transpose(1, 2)  # (N, HW, D)
         k = (
@@ -122,7 +125,7 @@ class SIEFPN(FeaturePyramidNetwork):
 
         lateral_i = LFE_i(inner_i(C_i)) + MIC_i(C_i)             inner_i: the FPN's 1x1 conv
         M_{n-1}   = lateral_{n-1}
-        M_i       = lateral_i + upsample_nearest(GAU_i(M_{i+1}))  GAU_i: NonLocal2d on the coarser map
+        M_i       = lateral_i + upsample_nearest(GAU_i(M_{i+1}))  GAU_i: NonLocal2d on M_{i+1}
         P_i       = layer_i(M_i)                                  layer_i: the FPN's 3x3 conv
         extra_blocks(P, C) as in torchvision (RetinaNet: P6 = conv(P5), P7 = conv(ReLU(P6)))
 
@@ -140,12 +143,12 @@ class SIEFPN(FeaturePyramidNetwork):
 
     def __init__(
         self,
-        in_channels_list,
-        out_channels,
-        extra_blocks=None,
-        se_reduction=16,
-        nl_reduction=2,
-        gn_groups=32,
+        in_channels_list: Sequence[int],
+        out_channels: int,
+        extra_blocks: nn.Module | None = None,
+        se_reduction: int = 16,
+        nl_reduction: int = 2,
+        gn_groups: int = 32,
     ):
         super().__init__(in_channels_list, out_channels, extra_blocks=extra_blocks)
         self.lfe = nn.ModuleList(
@@ -160,10 +163,10 @@ class SIEFPN(FeaturePyramidNetwork):
             NonLocal2d(out_channels, nl_reduction) for _ in in_channels_list[1:]
         )
 
-    def lateral(self, c, idx):
+    def lateral(self, c: torch.Tensor, idx: int) -> torch.Tensor:
         return self.lfe[idx](self.inner_blocks[idx](c)) + self.mic[idx](c)
 
-    def forward(self, x):
+    def forward(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         names = list(x.keys())
         feats = list(x.values())
         if len(feats) != len(self.inner_blocks):

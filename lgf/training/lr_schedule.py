@@ -1,22 +1,28 @@
-"""Learning-rate schedules counted in optimizer steps: linear warm-up, then step, cosine or constant."""
+"""Learning-rate schedules counted in optimizer steps: linear warm-up, then step, cosine or
+constant."""
+
+from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
+
+__all__ = ["SCHEDULES", "lr_factor", "build_scheduler"]
 
 SCHEDULES = ("cosine", "step", "constant")
 
 
 def lr_factor(
-    step,
-    total_steps,
-    schedule="cosine",
-    warmup_steps=0,
-    warmup_factor=0.001,
-    milestones=(),
-    gamma=0.1,
-    min_ratio=0.0,
-):
+    step: int,
+    total_steps: int,
+    schedule: str = "cosine",
+    warmup_steps: int = 0,
+    warmup_factor: float = 0.001,
+    milestones: Sequence[int] = (),
+    gamma: float = 0.1,
+    min_ratio: float = 0.0,
+) -> float:
     """Multiplier of the base learning rate at optimizer step `step` (0-based).
 
     Warm-up ramps linearly from warmup_factor to 1 over warmup_steps. "step" multiplies by gamma
@@ -40,15 +46,15 @@ def lr_factor(
 
 
 def build_scheduler(
-    optimizer,
-    total_steps,
-    schedule="cosine",
-    warmup_steps=0,
-    warmup_factor=0.001,
-    milestones=(),
-    gamma=0.1,
-    min_ratio=0.0,
-):
+    optimizer: torch.optim.Optimizer,
+    total_steps: int,
+    schedule: str = "cosine",
+    warmup_steps: int = 0,
+    warmup_factor: float = 0.001,
+    milestones: Sequence[int] = (),
+    gamma: float = 0.1,
+    min_ratio: float = 0.0,
+) -> torch.optim.lr_scheduler.LambdaLR:
     """A LambdaLR stepped once per optimizer step. Its state_dict holds only numbers."""
     milestones = tuple(int(m) for m in milestones)
 

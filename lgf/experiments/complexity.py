@@ -6,31 +6,33 @@ regression towers) directly. Left out: GeneralizedRCNNTransform (normalise/resiz
 generation and post-processing (score threshold, NMS), whose cost depends on the image and the
 (untrained) scores rather than on the architecture.
 
-FLOPs are torch.utils.flop_counter.FlopCounterMode's total for one such forward: convolutions and
-matmuls at 2 FLOPs per multiply-add, plus the registered formula of the fused LGF op (40 FLOPs per
-element, lgf_ops.flops); other elementwise ops count 0 as everywhere in FlopCounterMode. So the LGF
-"reference" backend counts fewer FLOPs than the fused one for the same math (only its conv2d).
+Params and FLOPs are counted by lgf.counting (FlopCounterMode, 2 FLOPs per multiply-add, the
+fused LGF op by its registered formula), so the LGF "reference" backend counts fewer FLOPs than
+the fused one for the same math (only its conv2d).
 
-The mode list comes from `lgf.engine.MODES` (the trainer's --mode choices): a mode added there
-appears here without any change.
+The mode list is `lgf.modes.MODES` (the trainer's --mode choices): a mode added there appears
+here without any change.
 """
+
+from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+import torch.nn as nn
 
 import lgf_ops
 
-from .blocks import LGF
-from .engine import MODES, build_model
+from ..blocks import LGF
+from ..counting import count_flops, count_params
+from ..modes import MODES, build_model
 
 __all__ = [
     "complexity_modes",
     "build_complexity_model",
-    "count_params",
-    "count_flops",
     "forward_fn",
     "measure_latency",
     "complexity_report",
@@ -41,14 +43,19 @@ __all__ = [
 REFERENCE_SUFFIX = " (reference)"
 
 
-def complexity_modes():
-    """Every trainer mode, baseline first (the order of lgf.engine.MODES)."""
+def complexity_modes() -> list[str]:
+    """Every trainer mode, baseline first (the order of lgf.modes.MODES)."""
     return list(MODES)
 
 
 def build_complexity_model(
-    mode, backbone="resnet50", img_size=640, num_classes=4, lgf_backend=None, device="cpu"
-):
+    mode: str,
+    backbone: str = "resnet50",
+    img_size: int = 640,
+    num_classes: int = 4,
+    lgf_backend: str | None = None,
+    device: str | torch.device = "cpu",
+) -> nn.Module:
     """The trainer's model for `mode` (random init, no download), in eval mode on `device`.
 
     lgf_backend: if set, every LGF block of the model runs the fused op with this backend
@@ -71,12 +78,9 @@ def build_complexity_model(
     return model.to(device).eval()
 
 
-def count_params(model):
-    return sum(p.numel() for p in model.parameters())
-
-
-def forward_fn(model):
-    """x -> (classification logits, box regression) of backbone + FPN + head (no transform, no NMS)."""
+def forward_fn(model: nn.Module) -> Callable[[torch.Tensor], Any]:
+    """x -> (classification logits, box regression) of backbone + FPN + head (no transform, no
+    NMS)."""
 
     def run(x):
         features = list(model.backbone(x).values())
@@ -85,21 +89,17 @@ def forward_fn(model):
     return run
 
 
-def count_flops(fn, x):
-    """FlopCounterMode total of one no-grad call fn(x)."""
-    lgf_ops.available_backends()  # imports the Triton op if present, so that it gets its formula too
-    lgf_ops.flops.register_flop_formulas()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        fn(x)
-    return counter.get_total_flops()
-
-
 def _sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def measure_latency(fns, x, warmup=3, repeats=10):
+def measure_latency(
+    fns: dict[str, Callable[[torch.Tensor], Any]],
+    x: torch.Tensor,
+    warmup: int = 3,
+    repeats: int = 10,
+) -> dict[str, list[float]]:
     """Seconds per call of each fn(x) in `fns` ({name: fn}); returns {name: [seconds, ...]}.
 
     Every fn is warmed up `warmup` times, then the timed calls are interleaved (one call of each
@@ -132,58 +132,61 @@ def _quantile(values, q):
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
+def _entries(modes: list[str], lgf_reference: bool) -> list[tuple[str, str, str | None]]:
+    """(row name, mode, LGF backend override) of every row, the reference row after lgf."""
+    entries = [(m, m, None) for m in modes]
+    if lgf_reference and "lgf" in modes:
+        entries.insert(modes.index("lgf") + 1, ("lgf" + REFERENCE_SUFFIX, "lgf", "reference"))
+    return entries
+
+
+def _add_latency(rows: list[dict[str, Any]], times: dict[str, list[float]]) -> None:
+    base = next((r for r in rows if r["mode"] == "baseline"), None)
+    for r in rows:
+        t = times[r["mode"]]
+        med = statistics.median(t)
+        r["latency_ms"] = 1e3 * med
+        r["latency_p25_ms"] = 1e3 * _quantile(t, 0.25)
+        r["latency_p75_ms"] = 1e3 * _quantile(t, 0.75)
+        r["images_per_s"] = 1.0 / med
+        if base is not None:
+            r["delta_params"] = r["params"] - base["params"]
+            r["delta_flops"] = r["flops"] - base["flops"]
+
+
 def complexity_report(
-    modes=None,
-    backbone="resnet50",
-    img_size=640,
-    num_classes=4,
-    device="cpu",
-    warmup=3,
-    repeats=10,
-    lgf_reference=True,
-    progress=None,
-):
+    modes: Iterable[str] | None = None,
+    backbone: str = "resnet50",
+    img_size: int = 640,
+    num_classes: int = 4,
+    device: str | torch.device = "cpu",
+    warmup: int = 3,
+    repeats: int = 10,
+    lgf_reference: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Measures each mode; returns {"meta": {...}, "rows": [...]}.
 
     Each row: mode, params, flops, delta_params / delta_flops (vs the baseline row, if measured),
     latency_ms (median), latency_p25_ms, latency_p75_ms, images_per_s (1000 / median; batch 1).
     lgf_reference adds a row "lgf (reference)": the lgf mode with the plain-PyTorch backend.
     """
+    say = progress or (lambda msg: None)
     device = torch.device(device)
     modes = complexity_modes() if modes is None else list(modes)
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         raise ValueError(f"unknown modes {unknown}; expected some of {complexity_modes()}")
-    entries = [(m, m, None) for m in modes]
-    if lgf_reference and "lgf" in modes:
-        entries.insert(modes.index("lgf") + 1, ("lgf" + REFERENCE_SUFFIX, "lgf", "reference"))
     x = torch.randn(1, 3, img_size, img_size, device=device)
     fns, rows = {}, []
-    for name, mode, backend in entries:
-        if progress:
-            progress(f"building {name}")
+    for name, mode, backend in _entries(modes, lgf_reference):
+        say(f"building {name}")
         model = build_complexity_model(mode, backbone, img_size, num_classes, backend, device)
-        fn = forward_fn(model)
-        rows.append({"mode": name, "params": count_params(model), "flops": count_flops(fn, x)})
-        fns[name] = fn
-    if progress:
-        progress(f"timing {len(fns)} models: {warmup} warm-up + {repeats} interleaved runs each")
-    times = measure_latency(fns, x, warmup=warmup, repeats=repeats)
-    base = next((r for r in rows if r["mode"] == "baseline"), None)
-    for r in rows:
-        t = times[r["mode"]]
-        med = statistics.median(t)
-        r.update(
-            {
-                "latency_ms": 1e3 * med,
-                "latency_p25_ms": 1e3 * _quantile(t, 0.25),
-                "latency_p75_ms": 1e3 * _quantile(t, 0.75),
-                "images_per_s": 1.0 / med,
-            }
-        )
-        if base is not None:
-            r["delta_params"] = r["params"] - base["params"]
-            r["delta_flops"] = r["flops"] - base["flops"]
+        fns[name] = forward_fn(model)
+        _, flops = count_flops(lambda: fns[name](x))
+        rows.append({"mode": name, "params": count_params(model), "flops": flops})
+    say(f"timing {len(fns)} models: {warmup} warm-up + {repeats} interleaved runs each")
+    _add_latency(rows, measure_latency(fns, x, warmup=warmup, repeats=repeats))
     meta = {
         "backbone": backbone,
         "img_size": img_size,
@@ -196,13 +199,13 @@ def complexity_report(
         "torch": torch.__version__,
         "lgf_backends": lgf_ops.available_backends(),
         "lgf_fused_backend": lgf_ops.resolve_backend("auto", device),
-        "measured": "model.backbone + model.head on a (1, 3, S, S) tensor, eval mode, inference_mode; "
-        "no transform, anchors or NMS",
+        "measured": "model.backbone + model.head on a (1, 3, S, S) tensor, eval mode, "
+        "inference_mode; no transform, anchors or NMS",
     }
     return {"meta": meta, "rows": rows}
 
 
-def format_markdown(report):
+def format_markdown(report: dict[str, Any]) -> str:
     """The report as a Markdown table with a footer that says what was measured."""
     meta, rows = report["meta"], report["rows"]
     has_delta = any("delta_params" in r for r in rows)
@@ -225,17 +228,18 @@ def format_markdown(report):
         ]
         lines.append("| " + " | ".join(cells) + " |")
     s = meta["img_size"]
-    lines += [
-        "",
-        f"RetinaNet {meta['backbone']}, {meta['num_classes']} classes (incl. background), eval mode, batch 1, "
-        f"input {s}x{s}, device {meta['device']} ({meta['threads']} threads), torch {meta['torch']}. "
-        f"Measured: model.backbone (ResNet + block + FPN) and model.head called directly on a "
-        f"(1, 3, {s}, {s}) tensor; the resize/normalise transform, anchors and NMS are not included. "
-        f"Latency: {meta['warmup']} warm-up calls, then the median of {meta['repeats']} calls per model, "
-        f"interleaved across models; images/s = 1000 / median latency. FLOPs: FlopCounterMode "
-        f"(2 per multiply-add; the fused LGF op counted by its registered formula, other elementwise "
-        f"ops not counted, so the reference LGF row counts only its convolutions). Δ: vs baseline. "
-        f"The lgf row runs the fused op's {meta['lgf_fused_backend']!r} backend (backend='auto'); "
-        f"LGF backends available: {', '.join(meta['lgf_backends'])}.",
-    ]
+    footer = (
+        f"RetinaNet {meta['backbone']}, {meta['num_classes']} classes (incl. background), eval "
+        f"mode, batch 1, input {s}x{s}, device {meta['device']} ({meta['threads']} threads), "
+        f"torch {meta['torch']}. Measured: model.backbone (ResNet + block + FPN) and model.head "
+        f"called directly on a (1, 3, {s}, {s}) tensor; the resize/normalise transform, anchors "
+        f"and NMS are not included. Latency: {meta['warmup']} warm-up calls, then the median of "
+        f"{meta['repeats']} calls per model, interleaved across models; images/s = 1000 / median "
+        "latency. FLOPs: FlopCounterMode (2 per multiply-add; the fused LGF op counted by its "
+        "registered formula, other elementwise ops not counted, so the reference LGF row counts "
+        "only its convolutions). Δ: vs baseline. The lgf row runs the fused op's "
+        f"{meta['lgf_fused_backend']!r} backend (backend='auto'); LGF backends available: "
+        f"{', '.join(meta['lgf_backends'])}."
+    )
+    lines += ["", footer]
     return "\n".join(lines)

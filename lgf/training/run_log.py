@@ -2,26 +2,51 @@
 evaluation) and training_curves.png (loss and AP curves; skipped with a warning without matplotlib).
 
 Records are dicts with a "type" ("train", "epoch" or "eval") and the optimizer "step". On resume
-the records written after the checkpoint's step are dropped, since that work is redone.
+the records written after the checkpoint's step are dropped, since that work is redone. New
+records are appended to log.jsonl; the rewrite on resume, the CSV and the plot are atomic writes.
 """
+
+from __future__ import annotations
 
 import csv
 import json
 import math
 import os
 import warnings
+from typing import Any
+
+from ..utils.atomic_write import atomic_write
+
+__all__ = ["RunLogger", "CURVE_METRICS"]
 
 CURVE_METRICS = ("AP", "AP50", "AP_small")
+_NOT_IN_CSV = ("type", "per_class_AP", "per_class_AP_small")
 
 
-def _jsonable(v):
+def _jsonable(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         return None
     return v
 
 
+def _read_jsonl(path: str) -> list[dict]:
+    out = []
+    with open(path, "r", encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut by a kill
+                continue
+    return out
+
+
 class RunLogger:
-    def __init__(self, output_dir, enabled=True, resume_step=None):
+    """The logs of one run; a disabled logger (ranks other than 0) writes nothing."""
+
+    def __init__(self, output_dir: str, enabled: bool = True, resume_step: int | None = None):
         self.output_dir = output_dir
         self.enabled = enabled
         self.jsonl_path = os.path.join(output_dir, "log.jsonl")
@@ -30,27 +55,14 @@ class RunLogger:
         self.records = []
         if not enabled:
             return
-        os.makedirs(output_dir, exist_ok=True)
         if resume_step is not None and os.path.isfile(self.jsonl_path):
-            self.records = [r for r in self._read_existing() if r.get("step", 0) <= resume_step]
-        with open(self.jsonl_path, "w", encoding="utf-8") as f:
+            kept = _read_jsonl(self.jsonl_path)
+            self.records = [r for r in kept if r.get("step", 0) <= resume_step]
+        with atomic_write(self.jsonl_path) as f:
             for r in self.records:
                 f.write(json.dumps(r) + "\n")
 
-    def _read_existing(self):
-        out = []
-        with open(self.jsonl_path, "r", encoding="utf-8") as f:
-            for line in f:
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:  # a line cut by a kill
-                    continue
-        return out
-
-    def log(self, record: dict):
+    def log(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
         rec = {k: _jsonable(v) for k, v in record.items()}
@@ -58,38 +70,33 @@ class RunLogger:
         with open(self.jsonl_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(rec) + "\n")
 
-    def write_csv(self):
-        """One row per epoch summary, with the evaluation metrics of that epoch merged in."""
-        if not self.enabled:
-            return
+    def _csv_rows(self) -> dict[tuple, dict[str, Any]]:
         rows = {}
         for r in self.records:
             if r.get("type") not in ("epoch", "eval"):
                 continue
-            key = (r.get("epoch"), r.get("step"))
-            row = rows.setdefault(key, {})
+            row = rows.setdefault((r.get("epoch"), r.get("step")), {})
             for k, v in r.items():
-                if k in ("type", "per_class_AP", "per_class_AP_small"):
-                    continue
-                if isinstance(v, (int, float, str)) or v is None:
+                if k not in _NOT_IN_CSV and (isinstance(v, (int, float, str)) or v is None):
                     row[k] = v
+        return rows
+
+    def write_csv(self) -> None:
+        """One row per epoch summary, with the evaluation metrics of that epoch merged in."""
+        if not self.enabled:
+            return
+        rows = self._csv_rows()
         if not rows:
             return
-        columns = []
-        for row in rows.values():
-            for k in row:
-                if k not in columns:
-                    columns.append(k)
-        tmp = self.csv_path + ".tmp"
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
+        columns = list(dict.fromkeys(k for row in rows.values() for k in row))
+        with atomic_write(self.csv_path, newline="") as f:
             w = csv.DictWriter(f, fieldnames=columns)
             w.writeheader()
             for key in sorted(rows, key=lambda k: (k[1] or 0, k[0] or 0)):
                 w.writerow(rows[key])
-        os.replace(tmp, self.csv_path)
 
-    def plot(self):
-        """Loss per step and AP metrics per evaluation, as a PNG."""
+    def plot(self) -> str | None:
+        """Loss per step and AP metrics per evaluation, as a PNG; returns its path."""
         if not self.enabled:
             return None
         try:
@@ -100,10 +107,17 @@ class RunLogger:
         except ImportError:
             warnings.warn("matplotlib is not installed: skipping the training-curve plot")
             return None
-        train = [r for r in self.records if r.get("type") == "train" and r.get("loss") is not None]
-        evals = [r for r in self.records if r.get("type") == "eval"]
         fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-        ax = axes[0]
+        self._plot_losses(axes[0])
+        self._plot_metrics(axes[1])
+        fig.tight_layout()
+        with atomic_write(self.plot_path, "wb") as f:
+            fig.savefig(f, format="png", dpi=90)
+        plt.close(fig)
+        return self.plot_path
+
+    def _plot_losses(self, ax) -> None:
+        train = [r for r in self.records if r.get("type") == "train" and r.get("loss") is not None]
         if train:
             ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="loss")
             for k in ("loss_classification", "loss_bbox_regression"):
@@ -114,7 +128,9 @@ class RunLogger:
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("training loss")
         ax.set_title("loss")
-        ax = axes[1]
+
+    def _plot_metrics(self, ax) -> None:
+        evals = [r for r in self.records if r.get("type") == "eval"]
         for k in CURVE_METRICS:
             pts = [(r["step"], r[k]) for r in evals if r.get(k) is not None]
             if pts:
@@ -124,9 +140,3 @@ class RunLogger:
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("COCO metric")
         ax.set_title("evaluation")
-        fig.tight_layout()
-        tmp = self.plot_path + ".tmp.png"
-        fig.savefig(tmp, dpi=90)
-        plt.close(fig)
-        os.replace(tmp, self.plot_path)
-        return self.plot_path

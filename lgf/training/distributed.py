@@ -5,11 +5,17 @@ WORLD_SIZE, MASTER_ADDR and MASTER_PORT). The backend is NCCL for CUDA devices a
 so a multi-process run also works on CPU. Every helper here is a no-op in a single-process run.
 """
 
+from __future__ import annotations
+
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
+import torch.nn as nn
+
+from ..utils.setting_errors import SettingError
 
 
 @dataclass
@@ -40,7 +46,9 @@ def env_dist_info() -> DistInfo:
     return DistInfo(rank=rank, local_rank=local, world_size=world)
 
 
-def init_distributed(device: str = "auto", dist_url: str = "env://", backend: str = "auto"):
+def init_distributed(
+    device: str = "auto", dist_url: str = "env://", backend: str = "auto"
+) -> tuple[DistInfo, torch.device]:
     """Initialises the process group when WORLD_SIZE > 1 and picks this process's device.
 
     device: "auto" (CUDA if available, else CPU), "cpu", "cuda" or "cuda:N". In a distributed CUDA
@@ -63,17 +71,23 @@ def init_distributed(device: str = "auto", dist_url: str = "env://", backend: st
     return info, dev
 
 
-def resolve_device(device: str, local_rank=None) -> torch.device:
-    """Turns a --device string into a torch.device (CUDA index from LOCAL_RANK when distributed)."""
+def resolve_device(
+    device: str | torch.device | None, local_rank: int | None = None
+) -> torch.device:
+    """A device name ("auto", "cpu", "cuda", "cuda:N") -> torch.device; "auto" is CUDA when
+    available, else CPU; a bare "cuda" takes the index `local_rank` (0 if None)."""
     if device in (None, "", "auto"):
         device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         dev = torch.device(device)
     except RuntimeError as exc:
-        raise ValueError(f"--device: cannot parse {device!r}: {exc}") from None
+        why = str(exc)
+        raise SettingError(lambda n: f"{n('device')}: cannot parse {device!r}: {why}") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"--device {device}: CUDA is not available on this machine")
+            raise SettingError(
+                lambda n: f"{n('device')} {device}: CUDA is not available on this machine"
+            )
         if dev.index is None:
             dev = torch.device("cuda", local_rank or 0)
     return dev
@@ -91,12 +105,12 @@ def get_world_size() -> int:
     return dist.get_world_size() if is_dist() else 1
 
 
-def barrier():
+def barrier() -> None:
     if is_dist():
         dist.barrier()
 
 
-def all_gather_object(obj):
+def all_gather_object(obj: Any) -> list[Any]:
     """Returns [obj of rank 0, obj of rank 1, ...]; [obj] in a single-process run."""
     if not is_dist():
         return [obj]
@@ -105,7 +119,7 @@ def all_gather_object(obj):
     return out
 
 
-def broadcast_object(obj, src: int = 0):
+def broadcast_object(obj: Any, src: int = 0) -> Any:
     """Returns src's obj on every rank."""
     if not is_dist():
         return obj
@@ -114,7 +128,7 @@ def broadcast_object(obj, src: int = 0):
     return box[0]
 
 
-def broadcast_buffers(module, src: int = 0):
+def broadcast_buffers(module: nn.Module, src: int = 0) -> None:
     """Copies src's buffers (e.g. BatchNorm running statistics, which DDP ranks update from their
     own batches) to every rank, so that all ranks evaluate the same network."""
     if not is_dist():
@@ -132,6 +146,6 @@ def all_true(flag: bool, device: torch.device) -> bool:
     return bool(t.item() > 0.5)
 
 
-def cleanup():
+def cleanup() -> None:
     if is_dist():
         dist.destroy_process_group()

@@ -14,32 +14,30 @@ size, blur) scale with the image size (`_pixel_scale`), so a severity looks alik
 - night: gamma darkening and exposure drop, a blue tint, sensor noise, and optional warm glows
   (headlights / street lights).
 
-`make_weather_set` writes a COCO-style copy of a dataset (same file names, sizes and annotations)
-with one condition applied; each image's generator is seeded from (seed, condition, severity,
-image id), so the set is deterministic per seed and independent of the image order.
+lgf.experiments.weather_sets writes corrupted copies of whole datasets.
 """
 
-import json
+from __future__ import annotations
+
 import math
-import os
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..utils.setting_errors import SettingError
+
 __all__ = [
     "CONDITIONS",
     "SEVERITIES",
-    "FORMAT_VERSION",
     "fog",
     "rain",
     "snow",
     "night",
+    "check_condition",
+    "check_severity",
     "apply_weather",
     "image_seed",
-    "make_weather_set",
-    "make_weather_sets",
-    "weather_set_dir",
     "parse_conditions",
     "to_float_image",
     "to_uint8_hwc",
@@ -47,20 +45,26 @@ __all__ = [
 
 CONDITIONS = ("fog", "rain", "snow", "night")
 SEVERITIES = (1, 2, 3, 4, 5)
-FORMAT_VERSION = 1
 
 
-def _check_severity(severity):
+def check_condition(condition: str) -> None:
+    """Raises ValueError unless `condition` is one of CONDITIONS."""
+    if condition not in CONDITIONS:
+        raise ValueError(f"condition must be one of {CONDITIONS}, got {condition!r}")
+
+
+def check_severity(severity: int) -> int:
+    """Raises ValueError unless `severity` is one of SEVERITIES; returns its index."""
     if isinstance(severity, bool) or severity not in SEVERITIES:
         raise ValueError(f"severity must be an integer in 1..5, got {severity!r}")
     return int(severity) - 1
 
 
 def _level(values, severity):
-    return values[_check_severity(severity)]
+    return values[check_severity(severity)]
 
 
-def to_float_image(image):
+def to_float_image(image: torch.Tensor) -> torch.Tensor:
     """(3, H, W) uint8 or float tensor -> float32 in [0, 1] (a new tensor)."""
     if not torch.is_tensor(image) or image.dim() != 3 or image.shape[0] != 3:
         shape = tuple(image.shape) if torch.is_tensor(image) else type(image).__name__
@@ -72,7 +76,7 @@ def to_float_image(image):
     return image.float().clamp(0.0, 1.0)
 
 
-def to_uint8_hwc(image):
+def to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
     """float (3, H, W) in [0, 1] -> numpy uint8 (H, W, 3), rounded to nearest."""
     return (
         image.clamp(0.0, 1.0)
@@ -170,7 +174,9 @@ def _line_kernel(length, angle):
 # the four conditions
 
 
-def fog(image, severity=3, generator=None):
+def fog(
+    image: torch.Tensor, severity: int = 3, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Haze toward a grey-white airlight with a spatially varying density, plus a slight blur."""
     img = to_float_image(image)
     _, h, w = img.shape
@@ -184,7 +190,9 @@ def fog(image, severity=3, generator=None):
     return out.clamp(0.0, 1.0)
 
 
-def rain(image, severity=3, generator=None):
+def rain(
+    image: torch.Tensor, severity: int = 3, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Slanted rain streaks (motion-blurred sparse drops) over a dimmed, slightly blurred image."""
     img = to_float_image(image)
     _, h, w = img.shape
@@ -206,7 +214,9 @@ def rain(image, severity=3, generator=None):
     return (base * (1.0 - a) + colour * a).clamp(0.0, 1.0)
 
 
-def snow(image, severity=3, generator=None):
+def snow(
+    image: torch.Tensor, severity: int = 3, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Soft white flakes of several sizes over a brightened, washed-out image."""
     img = to_float_image(image)
     _, h, w = img.shape
@@ -231,7 +241,12 @@ def snow(image, severity=3, generator=None):
     return (base * (1.0 - a) + 0.97 * a).clamp(0.0, 1.0)
 
 
-def night(image, severity=3, generator=None, glow=True):
+def night(
+    image: torch.Tensor,
+    severity: int = 3,
+    generator: torch.Generator | None = None,
+    glow: bool = True,
+) -> torch.Tensor:
     """Gamma darkening, lower exposure, blue tint, sensor noise, and (glow=True) 0-3 warm glows."""
     img = to_float_image(image)
     _, h, w = img.shape
@@ -260,30 +275,34 @@ def night(image, severity=3, generator=None, glow=True):
 _TRANSFORMS = {"fog": fog, "rain": rain, "snow": snow, "night": night}
 
 
-def apply_weather(image, condition, severity=3, seed=None, generator=None):
+def apply_weather(
+    image: torch.Tensor,
+    condition: str,
+    severity: int = 3,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Applies one condition ("fog", "rain", "snow", "night") at severity 1..5.
 
     Randomness: `generator` if given, else a generator seeded with `seed` (default 0).
     Returns float32 (3, H, W) in [0, 1], the input's size.
     """
-    if condition not in _TRANSFORMS:
-        raise ValueError(f"condition must be one of {CONDITIONS}, got {condition!r}")
-    _check_severity(severity)
+    check_condition(condition)
+    check_severity(severity)
     if generator is None:
         generator = torch.Generator().manual_seed(int(seed or 0))
     return _TRANSFORMS[condition](image, severity, generator)
 
 
-def image_seed(seed, condition, severity, image_id):
+def image_seed(seed: int, condition: str, severity: int, image_id: int) -> int:
     """Seed of one image's generator, from (seed, condition, severity, image id) (64-bit)."""
-    if condition not in CONDITIONS:
-        raise ValueError(f"condition must be one of {CONDITIONS}, got {condition!r}")
+    check_condition(condition)
     key = [int(seed) % 2**32, CONDITIONS.index(condition), int(severity), int(image_id) % 2**32]
     state = np.random.SeedSequence(key).generate_state(2, dtype=np.uint32)
     return int(state[0]) << 31 | int(state[1]) >> 1
 
 
-def parse_conditions(text):
+def parse_conditions(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """'fog,rain' (or a list) -> a tuple of valid condition names, order kept, no duplicates."""
     items = text.split(",") if isinstance(text, str) else list(text)
     names = []
@@ -292,139 +311,15 @@ def parse_conditions(text):
         if not name:
             continue
         if name not in CONDITIONS:
-            raise ValueError(
-                f"--conditions: unknown condition {name!r}; expected some of {CONDITIONS}"
+            raise SettingError(
+                lambda n, name=name: (
+                    f"{n('conditions')}: unknown condition {name!r}; expected some of {CONDITIONS}"
+                )
             )
         if name not in names:
             names.append(name)
     if not names:
-        raise ValueError(f"--conditions: no condition given; expected some of {CONDITIONS}")
+        raise SettingError(
+            lambda n: f"{n('conditions')}: no condition given; expected some of {CONDITIONS}"
+        )
     return tuple(names)
-
-
-# --------------------------------------------------------------------------------------------
-# dataset copies
-
-
-def weather_set_dir(out_root, condition, severity):
-    """Folder of one condition's copy: OUT/<condition>-s<severity>."""
-    return os.path.join(out_root, f"{condition}-s{int(severity)}")
-
-
-def _save_image(array, path):
-    from PIL import Image
-
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    ext = os.path.splitext(path)[1].lower()
-    tmp = path + ".tmp" + ext
-    img = Image.fromarray(array, "RGB")
-    if ext in (".jpg", ".jpeg"):
-        img.save(tmp, format="JPEG", quality=95)
-    else:
-        img.save(tmp, format="PNG" if ext == ".png" else None)
-    os.replace(tmp, path)
-
-
-def make_weather_set(
-    src_img,
-    src_ann,
-    out_root,
-    condition,
-    severity=3,
-    seed=0,
-    max_images=None,
-    overwrite=False,
-    progress=False,
-):
-    """Writes a weather-corrupted COCO-style copy of a dataset; returns {"img_dir", "ann_file"}.
-
-    Layout: OUT/<condition>-s<severity>/images/<file_name> (same relative names, same sizes) and
-    OUT/<condition>-s<severity>/annotations.json: the source JSON with the same images,
-    annotations (boxes unchanged) and categories (`max_images` keeps the first N images by id and
-    their annotations). weather.json, written last, records the parameters: a copy that is
-    complete and was made with the same parameters is reused unless `overwrite`.
-    """
-    from .data import decode_image, load_coco_annotations
-
-    if condition not in CONDITIONS:
-        raise ValueError(f"condition must be one of {CONDITIONS}, got {condition!r}")
-    _check_severity(severity)
-    if not src_img or not os.path.isdir(src_img):
-        raise FileNotFoundError(f"--src-img: image directory not found: {src_img!r}")
-    coco = load_coco_annotations(src_ann, what="--src-ann annotation file")
-    data = coco.dataset
-    images = sorted(data["images"], key=lambda im: im["id"])
-    if max_images:
-        images = images[: int(max_images)]
-    keep = {im["id"] for im in images}
-    missing = [
-        im["file_name"]
-        for im in images
-        if not os.path.isfile(os.path.join(src_img, im["file_name"]))
-    ]
-    if missing:
-        raise FileNotFoundError(
-            f"--src-img {src_img!r} lacks {len(missing)} images listed in {src_ann!r}, "
-            f"e.g. {missing[0]!r}"
-        )
-
-    out_dir = weather_set_dir(out_root, condition, severity)
-    img_dir = os.path.join(out_dir, "images")
-    ann_file = os.path.join(out_dir, "annotations.json")
-    meta_file = os.path.join(out_dir, "weather.json")
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "condition": condition,
-        "severity": int(severity),
-        "seed": int(seed),
-        "src_img": os.path.abspath(src_img),
-        "src_ann": os.path.abspath(src_ann),
-        "num_images": len(images),
-    }
-    paths = {"img_dir": img_dir, "ann_file": ann_file}
-    if not overwrite and os.path.isfile(meta_file):
-        try:
-            with open(meta_file, "r", encoding="utf-8") as f:
-                if json.load(f) == meta and os.path.isfile(ann_file):
-                    return paths
-        except (OSError, json.JSONDecodeError):
-            pass
-    if os.path.isfile(meta_file):
-        os.remove(meta_file)
-
-    it = images
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(
-            images, desc=f"{condition}-s{severity}", leave=False, dynamic_ncols=True, disable=None
-        )
-    for im in it:
-        pil = decode_image(os.path.join(src_img, im["file_name"]))
-        tensor = torch.from_numpy(np.asarray(pil, dtype=np.uint8).copy()).permute(2, 0, 1)
-        gen = torch.Generator().manual_seed(image_seed(seed, condition, severity, im["id"]))
-        out = apply_weather(tensor, condition, severity, generator=gen)
-        _save_image(to_uint8_hwc(out), os.path.join(img_dir, im["file_name"]))
-
-    copy = {k: v for k, v in data.items() if k not in ("images", "annotations")}
-    info = dict(copy.get("info") or {})
-    info["weather"] = {k: v for k, v in meta.items() if k not in ("src_img",)}
-    copy["info"] = info
-    copy["images"] = images
-    copy["annotations"] = [a for a in data["annotations"] if a["image_id"] in keep]
-    for path, obj in ((ann_file, copy), (meta_file, meta)):
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f)
-        os.replace(tmp, path)
-    return paths
-
-
-def make_weather_sets(
-    src_img, src_ann, out_root, conditions=CONDITIONS, severity=3, seed=0, **kwargs
-):
-    """`make_weather_set` for each condition; returns {condition: {"img_dir", "ann_file"}}."""
-    return {
-        c: make_weather_set(src_img, src_ann, out_root, c, severity, seed, **kwargs)
-        for c in parse_conditions(conditions)
-    }

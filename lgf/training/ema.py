@@ -5,19 +5,24 @@ at first (the average follows the weights), reaching `decay` after a few `ramp` 
 point parameters and buffers (e.g. BatchNorm statistics) are averaged; integer buffers are copied.
 """
 
+from __future__ import annotations
+
 import copy
 import math
+from typing import Any
 
 import torch
+import torch.nn as nn
 
+from ..utils.unwrap import unwrap
 
-def unwrap(model):
-    """The module inside DistributedDataParallel / DataParallel, or the model itself."""
-    return model.module if hasattr(model, "module") else model
+__all__ = ["ModelEMA"]
 
 
 class ModelEMA:
-    def __init__(self, model, decay=0.9998, ramp=2000.0):
+    """An averaged copy (`module`, eval mode, no gradients) of a model's weights."""
+
+    def __init__(self, model: nn.Module, decay: float = 0.9998, ramp: float = 2000.0):
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
         if ramp <= 0:
@@ -33,7 +38,7 @@ class ModelEMA:
         return self.decay * (1.0 - math.exp(-self.updates / self.ramp))
 
     @torch.no_grad()
-    def update(self, model):
+    def update(self, model: nn.Module) -> None:
         self.updates += 1
         d = self.current_decay()
         src = unwrap(model).state_dict()
@@ -44,7 +49,7 @@ class ModelEMA:
             else:
                 avg.copy_(cur)
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         return {
             "module": self.module.state_dict(),
             "updates": self.updates,
@@ -52,6 +57,6 @@ class ModelEMA:
             "ramp": self.ramp,
         }
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.module.load_state_dict(state["module"])
         self.updates = int(state["updates"])

@@ -1,120 +1,34 @@
-"""Multi-seed experiment grids: run planning, finished-run bookkeeping, and mean +- std tables.
+"""Mean +- std tables of a grid's finished runs (Markdown and CSV).
 
-A grid is modes x datasets x insert levels x seeds; each combination is one training run in its own
-directory `OUT/<dataset>/<mode>_<level>_seed<seed>`. A *group* is (dataset, insert level, mode):
-its runs differ only by seed, and the tables report each metric as mean +- sample standard
-deviation (ddof=1) over the group's finished seeds.
-
-Finished-run marker: `RUN_DIR/result_<select>.json` (`result_file`), written atomically by the
-grid after the run's training ended and its selected checkpoint was scored on every requested
-split. A restarted grid skips a run whose marker exists and covers the requested splits; a run
-without it is resumed (`--resume auto`) or only re-scored if its training already ended.
-
-Model selection (`select`): "best" = the trainer's best.pt (best validation value of its
---best-metric over the evaluations of the run); "last" = last.pt (the end of training). With
-"best" the validation numbers are optimistic (the checkpoint was chosen on the same set); give a
-separate test split for unbiased numbers.
+The tables report each metric of a group (dataset, insert level, mode) as the mean +- sample
+standard deviation (ddof=1) over the group's finished seeds, in % in Markdown and as fractions
+(pycocotools' scale) in CSV.
 """
 
-import csv
-import json
-import math
-import os
-from dataclasses import dataclass
+from __future__ import annotations
 
-from .evaluation import write_metrics_json
+import csv
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from ...utils.atomic_write import atomic_write
 
 __all__ = [
     "REPORT_METRICS",
     "METRIC_LABELS",
-    "SELECTIONS",
-    "RunSpec",
-    "plan_runs",
-    "result_file",
-    "read_result",
-    "write_json_atomic",
     "mean_std",
     "aggregate",
     "format_value",
     "markdown_table",
     "weather_markdown_table",
     "write_csv",
-    "parse_list",
+    "build_report",
 ]
 
 # column order of the published table; "AP" is shown as mAP (COCO AP over IoU 0.5:0.95)
 REPORT_METRICS = ("AP_small", "AP_medium", "AP_large", "AP50", "AP75", "AP")
 METRIC_LABELS = {"AP": "mAP"}
-SELECTIONS = ("best", "last")
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One training run of the grid."""
-
-    dataset: str
-    insert_level: str
-    mode: str
-    seed: int
-
-    @property
-    def group(self):
-        return (self.dataset, self.insert_level, self.mode)
-
-    @property
-    def name(self):
-        return f"{self.mode}_{self.insert_level}_seed{self.seed}"
-
-    def run_dir(self, out_root):
-        return os.path.join(out_root, self.dataset, self.name)
-
-
-def parse_list(text, what, convert=str):
-    """'a,b,c' -> [a, b, c] (stripped, duplicates removed, order kept); errors name `what`."""
-    items = []
-    for part in str(text).split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            value = convert(part)
-        except (TypeError, ValueError):
-            raise ValueError(f"{what}: cannot read {part!r}") from None
-        if value not in items:
-            items.append(value)
-    if not items:
-        raise ValueError(f"{what}: empty list")
-    return items
-
-
-def plan_runs(modes, datasets, levels, seeds):
-    """Every RunSpec, seed-major (all groups of seed 0 first, then seed 1, ...), so a grid stopped
-    halfway already has one seed of every group; inside a seed: dataset, level, mode order."""
-    return [
-        RunSpec(d, lvl, m, int(s)) for s in seeds for d in datasets for lvl in levels for m in modes
-    ]
-
-
-def result_file(run_dir, select):
-    if select not in SELECTIONS:
-        raise ValueError(f"select must be one of {SELECTIONS}, got {select!r}")
-    return os.path.join(run_dir, f"result_{select}.json")
-
-
-def read_result(run_dir, select):
-    """The run's result dict for `select`, or None if the run is not finished (no readable marker)."""
-    path = result_file(run_dir, select)
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-# The grid's run markers are written like the trainer's metric files: temp file + os.replace.
-write_json_atomic = write_metrics_json
 
 
 def _valid(v):
@@ -122,7 +36,7 @@ def _valid(v):
     return isinstance(v, (int, float)) and math.isfinite(v) and v >= 0
 
 
-def mean_std(values):
+def mean_std(values: Sequence[Any]) -> tuple[float | None, float | None]:
     """(mean, sample std with ddof=1) of a list of numbers; std is None for one value; (None, None)
     for an empty list or when any value is missing / -1 (metric undefined for this split)."""
     if not values or not all(_valid(v) for v in values):
@@ -134,7 +48,12 @@ def mean_std(values):
     return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
 
 
-def aggregate(results, split, metrics=REPORT_METRICS, group_order=None):
+def aggregate(
+    results: Iterable[dict[str, Any]],
+    split: str,
+    metrics: Sequence[str] = REPORT_METRICS,
+    group_order: Sequence[tuple[str, str, str]] | None = None,
+) -> list[dict[str, Any]]:
     """Groups run results and computes mean +- std of each metric on `split`.
 
     results: dicts with keys dataset, insert_level, mode, seed and "splits" ({split: metric dict}).
@@ -170,7 +89,9 @@ def aggregate(results, split, metrics=REPORT_METRICS, group_order=None):
     return rows
 
 
-def format_value(mean, std, scale=100.0, digits=2):
+def format_value(
+    mean: float | None, std: float | None, scale: float = 100.0, digits: int = 2
+) -> str:
     """'12.34 ± 0.56'; '12.34 ± -' for one seed; 'n/a' for an undefined metric."""
     if mean is None:
         return "n/a"
@@ -178,7 +99,13 @@ def format_value(mean, std, scale=100.0, digits=2):
     return s + (f" ± {std * scale:.{digits}f}" if std is not None else " ± -")
 
 
-def markdown_table(rows, metrics=REPORT_METRICS, scale=100.0, digits=2, seeds_planned=None):
+def markdown_table(
+    rows: Sequence[dict[str, Any]],
+    metrics: Sequence[str] = REPORT_METRICS,
+    scale: float = 100.0,
+    digits: int = 2,
+    seeds_planned: int | None = None,
+) -> str:
     """Markdown table: dataset | level | mode | seeds | one mean ± std column per metric."""
     head = ["dataset", "level", "mode", "seeds"] + [METRIC_LABELS.get(m, m) for m in metrics]
     lines = [
@@ -194,8 +121,12 @@ def markdown_table(rows, metrics=REPORT_METRICS, scale=100.0, digits=2, seeds_pl
 
 
 def weather_markdown_table(
-    clean_rows, condition_rows, metrics=("AP", "AP_small"), scale=100.0, digits=2
-):
+    clean_rows: Sequence[dict[str, Any]],
+    condition_rows: dict[str, Sequence[dict[str, Any]]],
+    metrics: Sequence[str] = ("AP", "AP_small"),
+    scale: float = 100.0,
+    digits: int = 2,
+) -> str:
     """Robustness table: one row per group; columns clean and each condition x `metrics`.
 
     condition_rows: {condition split name: rows from `aggregate`} (same groups as clean_rows)."""
@@ -225,29 +156,80 @@ def weather_markdown_table(
     return "\n".join(lines)
 
 
-def write_csv(rows, path, metrics=REPORT_METRICS):
+def _csv_line(row: dict[str, Any], metrics: Sequence[str]) -> list[Any]:
+    line = [
+        row["dataset"],
+        row["insert_level"],
+        row["mode"],
+        row["split"],
+        row["n"],
+        " ".join(map(str, row["seeds"])),
+    ]
+    for m in metrics:
+        for v in (row["mean"][m], row["std"][m]):
+            line.append("" if v is None else repr(float(v)))
+    return line
+
+
+def write_csv(
+    rows: Iterable[dict[str, Any]], path: str, metrics: Sequence[str] = REPORT_METRICS
+) -> None:
     """One CSV line per (group, split): dataset, insert_level, mode, split, n, seeds, then
     <metric>_mean and <metric>_std for each metric, as fractions (pycocotools' scale, not percent);
     empty cells for an undefined metric or the std of a single seed."""
     cols = ["dataset", "insert_level", "mode", "split", "n", "seeds"]
     for m in metrics:
         cols += [f"{m}_mean", f"{m}_std"]
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_write(path, newline="") as f:
         w = csv.writer(f)
         w.writerow(cols)
         for r in rows:
-            line = [
-                r["dataset"],
-                r["insert_level"],
-                r["mode"],
-                r["split"],
-                r["n"],
-                " ".join(map(str, r["seeds"])),
-            ]
-            for m in metrics:
-                for v in (r["mean"][m], r["std"][m]):
-                    line.append("" if v is None else repr(float(v)))
-            w.writerow(line)
-    os.replace(tmp, path)
+            w.writerow(_csv_line(r, metrics))
+
+
+def _footer(select: str) -> str:
+    if select == "best":
+        chosen = (
+            "best.pt: best validation value of the trainer's --best-metric among its evaluations"
+        )
+        caveat = " The val numbers of 'best' are optimistic (selected on val)."
+    else:
+        chosen, caveat = "last.pt: the end of training", ""
+    return (
+        "COCO AP in % (pycocotools), mean ± sample standard deviation (ddof=1) over the seeds of "
+        "each group; '± -' = only one seed finished (no std); 'seeds' = finished/planned; n/a = "
+        f"the split has no ground truth of that size. Checkpoint per run: {chosen}.{caveat}"
+    )
+
+
+def build_report(
+    results: Sequence[dict[str, Any]],
+    order: Sequence[tuple[str, str, str]],
+    n_seeds: int,
+    select: str,
+    splits: Sequence[str] = ("val",),
+    weather_splits: Sequence[str] = (),
+    weather_note: str = "",
+    digits: int = 2,
+) -> tuple[str, list[dict[str, Any]]]:
+    """(Markdown text of every table, the rows for the CSV).
+
+    One mean ± std table per split of `splits` (rows in the group `order`, seeds as
+    finished/`n_seeds`), then, if `weather_splits`, the robustness table of val against each
+    of them (`weather_note` is appended to its heading)."""
+    md = [f"# Grid results (select = {select})", ""]
+    csv_rows = []
+    for split in splits:
+        rows = aggregate(results, split, REPORT_METRICS, order)
+        csv_rows += rows
+        table = markdown_table(rows, REPORT_METRICS, digits=digits, seeds_planned=n_seeds)
+        md += [f"## {split}", "", table, ""]
+    if weather_splits:
+        clean = aggregate(results, "val", REPORT_METRICS, order)
+        cond_rows = {s: aggregate(results, s, REPORT_METRICS, order) for s in weather_splits}
+        for rows in cond_rows.values():
+            csv_rows += rows
+        table = weather_markdown_table(clean, cond_rows, digits=digits)
+        md += [f"## weather robustness (val set{weather_note})", "", table, ""]
+    md.append(_footer(select))
+    return "\n".join(md), csv_rows

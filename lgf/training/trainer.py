@@ -1,0 +1,364 @@
+"""One training run: data, model, loop, evaluation, checkpoints, logs (docs/design.md §5).
+
+Outputs in `output_dir`: last.pt and best.pt (lgf.training.checkpoint), eval/*.json (metrics of
+each evaluation), log.jsonl, metrics.csv, training_curves.png, and summary.json at the end.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+import warnings
+from typing import Any
+
+import torch
+
+from ..evaluation.evaluate import evaluate
+from ..modes import MODEL_ARGS, build_model
+from ..regularizers import feature_enhancement_loss
+from ..utils.atomic_write import atomic_copy, remove_stale_temp_files, write_json
+from ..utils.setting_errors import MissingPathError, SettingError
+from ..utils.unwrap import unwrap
+from . import distributed as du
+from .checkpoint import FORMAT_VERSION, load_checkpoint, primitive_args, save_checkpoint
+from .config import TrainConfig
+from .data_setup import build_datasets, build_loaders, resolve_data, resolve_num_classes
+from .ema import ModelEMA
+from .loop import AMP_DTYPES, EpochLimits, TrainState, TrainStep, steps_per_epoch, train_one_epoch
+from .lr_schedule import build_scheduler
+from .optim import build_optimizer
+from .rng import capture_rng_state, restore_rng_state, seed_everything
+from .run_log import RunLogger
+
+__all__ = ["Trainer", "check_resume_compatible"]
+
+_PRINTED_METRICS = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR100")
+
+
+def _say(msg: str, info: du.DistInfo | None = None) -> None:
+    if info is None or info.is_main:
+        print(f"[lgf.train] {msg}", flush=True)
+
+
+def check_resume_compatible(ckpt_args: dict[str, Any], config: TrainConfig, path: str) -> None:
+    """Refuses to resume a checkpoint whose network settings (MODEL_ARGS) differ from config's."""
+    for key in MODEL_ARGS:
+        old, new = ckpt_args.get(key), getattr(config, key)
+        if old != new:
+            raise SettingError(
+                lambda n, key=key, old=old, new=new: (
+                    f"{n('resume')} {path!r}: the checkpoint was trained with {n(key)} {old} "
+                    f"but this run has {n(key)} {new}; use the same model settings"
+                )
+            )
+
+
+class Trainer:
+    """One training run. `run()` returns the summary dict (also written to summary.json)."""
+
+    def __init__(self, config: TrainConfig):
+        self.config = config
+        self.info: du.DistInfo | None = None
+        self.device: torch.device | None = None
+
+    def run(self) -> dict[str, Any]:
+        try:
+            self._setup()
+            return self._loop()
+        finally:
+            du.cleanup()
+
+    # ---- setup -------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        self._setup_process()
+        self._setup_data()
+        self._setup_model()
+        self._setup_step()
+        self.state = TrainState()
+        self.best = {"name": self.config.best_metric, "value": None, "epoch": None, "step": None}
+        self.last_metrics = None
+        self.resumed_from = self._resume()
+        self.logger = RunLogger(
+            self.config.output_dir,
+            enabled=self.info.is_main,
+            resume_step=self.state.step if self.resumed_from else None,
+        )
+
+    def _setup_process(self) -> None:
+        c = self.config
+        if c.threads:
+            torch.set_num_threads(c.threads)
+        self.info, self.device = du.init_distributed(c.device, c.dist_url)
+        seed_everything(c.seed + self.info.rank)
+        if c.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        if c.resume and c.resume != "auto" and not os.path.isfile(c.resume):
+            path = c.resume
+            raise MissingPathError(lambda n: f"{n('resume')}: checkpoint not found: {path!r}")
+        if self.info.is_main:
+            os.makedirs(c.output_dir, exist_ok=True)
+            for name in remove_stale_temp_files(c.output_dir):
+                _say(f"removed a temp file left by an interrupted write: {name}")
+
+    def _setup_data(self) -> None:
+        c, info = self.config, self.info
+        self.data_desc = resolve_data(c, info)
+        self.train_set, self.val_set = build_datasets(c, info)
+        resolve_num_classes(c, self.train_set)
+        self.train_loader, self.val_loader = build_loaders(c, self.train_set, self.val_set, info)
+
+    def _setup_model(self) -> None:
+        c, info = self.config, self.info
+        if c.sync_bn and info.distributed and self.device.type != "cuda":
+            raise SettingError(
+                lambda n: (
+                    f"{n('sync_bn')} needs CUDA devices (SyncBatchNorm has no CPU implementation)"
+                )
+            )
+        model = build_model(c).to(self.device)
+        if c.sync_bn and info.distributed:
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.optimizer = build_optimizer(model, c.opt, c.lr, c.momentum, c.weight_decay)
+        self.model = model
+        if info.distributed:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        self.ema = ModelEMA(model, c.ema_decay, c.ema_ramp) if c.ema else None
+
+    def _setup_step(self) -> None:
+        c = self.config
+        self.spe = steps_per_epoch(len(self.train_loader), c.accum_steps, c.iters_per_epoch)
+        total = c.epochs * self.spe
+        self.scheduler = build_scheduler(
+            self.optimizer,
+            total,
+            c.lr_schedule,
+            min(c.warmup_iters, total // 3),
+            c.warmup_factor,
+            [e * self.spe for e in c.lr_steps],
+            c.lr_gamma,
+            c.min_lr_ratio,
+        )
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=c.amp == "fp16")
+        regularizer = None
+        if c.feature_enhancement:
+            regularizer = functools.partial(
+                feature_enhancement_loss, lambda4=c.fe_lambda4, lambda2=c.fe_lambda2
+            )
+        self.limits = EpochLimits(
+            max_iters=c.max_iters,
+            iters_per_epoch=c.iters_per_epoch,
+            log_every=c.log_every,
+            progress=not c.no_progress and self.info.is_main,
+        )
+        self.step_parts = TrainStep(
+            model=self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            scaler=self.scaler,
+            device=self.device,
+            accum_steps=c.accum_steps,
+            amp_dtype=AMP_DTYPES[c.amp],
+            clip_grad=c.clip_grad,
+            ema=self.ema,
+            regularizer=regularizer,
+        )
+
+    # ---- resume ------------------------------------------------------------------------------
+    def _resume_path(self) -> str | None:
+        path = self.config.resume
+        if path == "auto":
+            path = os.path.join(self.config.output_dir, "last.pt")
+            if not os.path.isfile(path):
+                _say(f"resume auto: no {path}, starting from scratch", self.info)
+                return None
+        return path or None
+
+    def _resume(self) -> str | None:
+        """Restores everything a checkpoint holds; returns its path (None: a fresh run)."""
+        path = self._resume_path()
+        if path is None:
+            return None
+        ckpt = load_checkpoint(path)
+        check_resume_compatible(ckpt["args"], self.config, path)
+        saved_world = int(ckpt.get("world_size") or 1)
+        if saved_world != self.info.world_size and ckpt.get("iter_in_epoch") and self.info.is_main:
+            warnings.warn(
+                f"{path} was written by {saved_world} processes and this run has "
+                f"{self.info.world_size}: the rest of the interrupted epoch sees other images"
+            )
+        unwrap(self.model).load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self._resume_ema(ckpt)
+        self.state.load_state_dict(ckpt)
+        self.best = dict(ckpt.get("best") or self.best)
+        self.last_metrics = ckpt.get("metrics")
+        rng = ckpt.get("rng") or []
+        if rng:
+            restore_rng_state(rng[self.info.rank] if self.info.rank < len(rng) else rng[0])
+        st = self.state
+        _say(
+            f"resumed from {path}: {st.epoch} epochs + {st.iter_in_epoch} steps done "
+            f"(step {st.step})",
+            self.info,
+        )
+        return path
+
+    def _resume_ema(self, ckpt: dict[str, Any]) -> None:
+        if self.ema is None:
+            return
+        if ckpt.get("ema"):
+            self.ema.load_state_dict(ckpt["ema"])
+            return
+        _say("the checkpoint has no EMA: starting the EMA from its weights", self.info)
+        self.ema = ModelEMA(self.model, self.config.ema_decay, self.config.ema_ramp)
+        self.step_parts.ema = self.ema
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    def _checkpoint(self, metrics: dict | None = None) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "model": unwrap(self.model).state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            **self.state.state_dict(),
+            "best": dict(self.best),
+            "metrics": metrics if metrics is not None else self.last_metrics,
+            "args": primitive_args(self.config),
+            "label_to_cat_id": list(self.train_set.label_to_cat_id),
+            "class_names": list(self.train_set.class_names),
+            "world_size": self.info.world_size,
+            "rng": None,
+        }
+
+    def save(self, metrics: dict | None = None, is_best: bool = False) -> None:
+        """Writes last.pt (and best.pt) on rank 0. A collective: every rank must call it."""
+        rng = du.all_gather_object(capture_rng_state())
+        if self.info.is_main:
+            ckpt = self._checkpoint(metrics)
+            ckpt["rng"] = rng
+            last = os.path.join(self.config.output_dir, "last.pt")
+            save_checkpoint(ckpt, last)
+            if is_best:
+                atomic_copy(last, os.path.join(self.config.output_dir, "best.pt"))
+        du.barrier()
+
+    # ---- evaluation --------------------------------------------------------------------------
+    def evaluate(self) -> tuple[dict[str, Any], bool]:
+        """Scores the EMA (else the model) on the validation set; returns (metrics, improved)."""
+        c, st = self.config, self.state
+        net = self.ema.module if self.ema is not None else unwrap(self.model)
+        du.broadcast_buffers(net)
+        metrics = evaluate(
+            net,
+            self.val_loader,
+            self.val_set.coco,
+            self.train_set.label_to_cat_id,
+            self.device,
+            progress=not c.no_progress and self.info.is_main,
+        )
+        weights = "ema" if self.ema is not None else "model"
+        metrics = {**metrics, "epoch": st.epoch, "step": st.step, "weights": weights}
+        value = metrics.get(c.best_metric)
+        improved = self.best["value"] is None or (value is not None and value > self.best["value"])
+        if improved:
+            self.best = {"name": c.best_metric, "value": value, "epoch": st.epoch, "step": st.step}
+        if self.info.is_main:
+            tag = f"epoch_{st.epoch:03d}" if st.iter_in_epoch == 0 else f"step_{st.step:07d}"
+            write_json(metrics, os.path.join(c.output_dir, "eval", f"{tag}.json"))
+            self.logger.log({"type": "eval", **metrics})
+            _say("eval " + " ".join(f"{k}={metrics[k]:.4f}" for k in _PRINTED_METRICS))
+        self.last_metrics = metrics
+        return metrics, improved
+
+    # ---- main loop ---------------------------------------------------------------------------
+    def _loop(self) -> dict[str, Any]:
+        c, st = self.config, self.state
+        _say(
+            f"mode={c.mode} backbone={c.backbone} insert_level={c.insert_level} gate={c.gate} "
+            f"num_classes={c.num_classes} img_size={c.img_size} device={self.device} "
+            f"world_size={self.info.world_size}; data: {self.data_desc}; "
+            f"{len(self.train_set)} train images, {self.spe} steps/epoch",
+            self.info,
+        )
+        t_start = time.time()
+        stopped = bool(c.max_iters and st.step >= c.max_iters)
+        while st.epoch < c.epochs and not stopped:
+            out = self._train_epoch()
+            stopped = bool(c.max_iters and st.step >= c.max_iters)
+            self._end_epoch(out, stopped)
+        summary = self._summary(time.time() - t_start)
+        if self.info.is_main:
+            write_json(summary, os.path.join(c.output_dir, "summary.json"))
+        return summary
+
+    def _on_step(self) -> None:
+        every, st = self.config.save_every_iters, self.state
+        if every and st.step % every == 0 and st.iter_in_epoch < self.spe:
+            self.save()
+
+    def _train_epoch(self) -> dict[str, Any]:
+        c, st = self.config, self.state
+        sampler = self.train_loader.sampler
+        sampler.set_epoch(st.epoch)
+        sampler.set_start(st.iter_in_epoch * c.accum_steps * c.batch_size)
+        out = train_one_epoch(
+            self.step_parts,
+            self.train_loader,
+            st,
+            st.epoch,
+            self.limits,
+            logger=self.logger,
+            on_step=self._on_step,
+        )
+        sampler.set_start(0)
+        if out["epoch_done"] or st.iter_in_epoch >= self.spe:
+            st.epoch += 1
+            st.iter_in_epoch = 0
+        return out
+
+    def _end_epoch(self, out: dict[str, Any], stopped: bool) -> None:
+        """Logs the epoch, evaluates when due, saves the checkpoints and the logs."""
+        c, st = self.config, self.state
+        lr = self.optimizer.param_groups[0]["lr"]
+        losses = {k: v for k, v in out.items() if k.startswith("loss")}
+        record = {"type": "epoch", "epoch": st.epoch, "step": st.step, "lr": lr}
+        self.logger.log({**record, "epoch_time": out["time"], **losses})
+        final = stopped or st.epoch >= c.epochs
+        due = c.eval_every and (st.epoch % c.eval_every == 0 and st.iter_in_epoch == 0 or final)
+        metrics, improved = None, False
+        if self.val_loader is not None and due:
+            metrics, improved = self.evaluate()
+        self.save(metrics, is_best=improved)
+        if self.info.is_main:
+            self.logger.write_csv()
+            self.logger.plot()
+        note = " [stopped by max_iters]" if stopped and st.epoch < c.epochs else ""
+        _say(
+            f"epoch {st.epoch}/{c.epochs} step {st.step} loss {out.get('loss', float('nan')):.4f} "
+            f"({out['time']:.1f}s){note}",
+            self.info,
+        )
+
+    def _summary(self, seconds: float) -> dict[str, Any]:
+        st, out_dir = self.state, os.path.abspath(self.config.output_dir)
+        return {
+            "output_dir": out_dir,
+            "epochs_done": st.epoch,
+            "iter_in_epoch": st.iter_in_epoch,
+            "step": st.step,
+            "best": self.best,
+            "metrics": self.last_metrics,
+            "time": seconds,
+            "last_checkpoint": os.path.join(out_dir, "last.pt"),
+            "best_checkpoint": (
+                os.path.join(out_dir, "best.pt") if self.best["value"] is not None else None
+            ),
+        }

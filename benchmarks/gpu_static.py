@@ -2,7 +2,7 @@
 
 For every CUDA kernel instance in the built extension (lgf_ops/_C*.so, sm_80 + sm_90 SASS)
 and every Triton kernel variant the launchers really launch (captured from
-lgf_ops.triton_kernels.lgf_forward / lgf_backward on meta tensors, specialised as
+lgf_ops.triton_launch.lgf_forward / lgf_backward on meta tensors, specialised as
 JITFunction.run would, compiled with triton.compile for sm_80 and sm_90), it reports
 registers, spill bytes, shared memory, theoretical occupancy, SASS instructions per output
 element, kernel launches per op, workspace bytes, and an estimated time on an H100 SXM and an

@@ -1,16 +1,19 @@
-"""The fused Local-Global Fusion op and its backends (DESIGN.md section 2).
+"""The fused Local-Global Fusion op and its backends (docs/design.md §2, §3).
 
     y = lgf_ops.lgf_fused(x, weight, bias, g, gate, gamma, backend="auto")
 
-Backends: "cpp" (C++ CPU kernel), "cuda" (CUDA kernel), "triton" (Triton kernel, GPU or
+Backends: "cpp" (C++ CPU kernel), "cuda" (CUDA kernel), "triton" (Triton kernels, GPU or
 TRITON_INTERPRET=1), "reference" (plain PyTorch). "auto" picks, for CUDA tensors, cuda > triton >
-reference and, for CPU tensors, cpp > reference. The env var LGF_BACKEND sets the default.
+reference (with one warning when it has to fall back to the reference) and, for CPU tensors,
+cpp > reference. The env var LGF_BACKEND sets the default.
 """
 
 import importlib.util
 import os
+import warnings
 
 import torch
+from torch import Tensor
 
 from . import _cpp
 from ._validate import check_inputs
@@ -24,40 +27,69 @@ BACKENDS = ("auto", "cpp", "cuda", "triton", "reference")
 # Looked up once at import, so that lgf_fused stays traceable by torch.compile (fullgraph).
 _HAS_CPP = _cpp.has_cpu_kernel()
 _HAS_CUDA = _cpp.has_cuda_kernel()
-_HAS_TRITON_PACKAGE = importlib.util.find_spec("triton") is not None
+_TRITON_STATE: dict[str, str] = {}  # {"error": why the Triton op cannot load, or ""}
+_WARNED: set[str] = set()
 
 
-def _triton_available():
-    if not _HAS_TRITON_PACKAGE:
-        return False
-    try:
-        from . import triton_op  # noqa: F401
-    except Exception:  # ImportError, or a Triton install that cannot initialise
-        return False
-    return True
+@torch.compiler.assume_constant_result
+def triton_load_error() -> str:
+    """Why the Triton backend cannot be used ("" when it can). The import is tried once: it is
+    slow, and a broken install fails the same way every time."""
+    if "error" not in _TRITON_STATE:
+        if importlib.util.find_spec("triton") is None:
+            _TRITON_STATE["error"] = "the 'triton' package is not installed"
+        else:
+            try:
+                from . import triton_op  # noqa: F401
+            except Exception as e:  # ImportError, or a Triton install that cannot initialise
+                _TRITON_STATE["error"] = f"importing it failed: {type(e).__name__}: {e}"
+            else:
+                _TRITON_STATE["error"] = ""
+    return _TRITON_STATE["error"]
 
 
-def available_backends():
+def available_backends() -> list[str]:
     """Names of the backends this install can run (the device still has to match)."""
     names = []
     if _HAS_CPP:
         names.append("cpp")
     if _HAS_CUDA:
         names.append("cuda")
-    if _triton_available():
+    if not triton_load_error():
         names.append("triton")
     names.append("reference")
     return names
 
 
-def _default_backend():
+def _default_backend() -> str:
     name = os.environ.get("LGF_BACKEND", "auto").strip().lower() or "auto"
     if name not in BACKENDS:
         raise ValueError(f"LGF_BACKEND must be one of {BACKENDS}, got {name!r}")
     return name
 
 
-def resolve_backend(backend, device):
+def _warn_once(key: str, message: str) -> None:
+    if key not in _WARNED:
+        _WARNED.add(key)
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
+@torch.compiler.assume_constant_result
+def _auto_cuda() -> str:
+    if _HAS_CUDA:
+        return "cuda"
+    error = triton_load_error()
+    if not error:
+        return "triton"
+    _warn_once(
+        "auto-cuda",
+        "lgf_fused: backend='auto' runs CUDA tensors through the plain-PyTorch reference "
+        f"(slow): the extension was built without CUDA kernels and Triton is unusable ({error})",
+    )
+    return "reference"
+
+
+def resolve_backend(backend: str | None, device: torch.device) -> str:
     """Map a requested backend name and a device to the backend that will run."""
     if backend is None or backend == "auto":
         backend = _default_backend()  # LGF_BACKEND, or "auto" when it is unset
@@ -65,16 +97,13 @@ def resolve_backend(backend, device):
         raise ValueError(f"lgf_fused: backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
         if device.type == "cuda":
-            if _HAS_CUDA:
-                return "cuda"
-            return "triton" if _triton_available() else "reference"
-        if device.type == "cpu" and _HAS_CPP:
-            return "cpp"
-        return "reference"
+            return _auto_cuda()
+        return "cpp" if device.type == "cpu" and _HAS_CPP else "reference"
     if backend == "cpp":
         if not _HAS_CPP:
             raise RuntimeError(
-                f"lgf_fused: backend='cpp' requested but the C++ extension is not built ({_cpp.load_error()})"
+                "lgf_fused: backend='cpp' requested but the C++ extension is not built "
+                f"({_cpp.load_error()})"
             )
         if device.type != "cpu":
             raise ValueError(f"lgf_fused: backend='cpp' runs on CPU tensors, got x on {device}")
@@ -85,12 +114,23 @@ def resolve_backend(backend, device):
             )
         if device.type != "cuda":
             raise ValueError(f"lgf_fused: backend='cuda' runs on CUDA tensors, got x on {device}")
-    elif backend == "triton" and not _triton_available():
-        raise RuntimeError("lgf_fused: backend='triton' requested but Triton is not importable")
+    elif backend == "triton" and triton_load_error():
+        raise RuntimeError(
+            f"lgf_fused: backend='triton' requested but Triton is unusable: {triton_load_error()}"
+        )
     return backend
 
 
-def lgf_fused(x, weight, bias, g, gate, gamma, *, backend=None):
+def lgf_fused(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor,
+    g: Tensor,
+    gate: Tensor,
+    gamma: Tensor,
+    *,
+    backend: str | None = None,
+) -> Tensor:
     """Fused LGF: y = x + gamma * (sigmoid(z_l) * l + sigmoid(z_g) * g), differentiable.
 
     Args:

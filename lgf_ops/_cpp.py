@@ -2,19 +2,18 @@
 
 The C++ side (csrc/lgf_ops.cpp) defines lgf::fused_forward and lgf::fused_backward with
 TORCH_LIBRARY and registers the CPU (and, when built, CUDA) kernels. Here we add what
-torch.compile and autograd need: shape-only fake kernels, the backward formula, and a FLOP count.
+torch.compile and autograd need: shape-only fake kernels and the backward formula (the FLOP
+count is in lgf_ops.flops).
 """
 
 import torch
+from torch import Tensor
 
-from ._fake import (  # noqa: F401  (output_memory_format is part of this module's API)
-    fused_backward_fake,
-    fused_forward_fake,
-    no_double_backward,
-    no_setup,
-    output_memory_format,
-    save_inputs,
-)
+from ._autograd import no_double_backward, no_setup, save_inputs
+from ._fake import fused_backward_fake, fused_forward_fake
+from ._layout import output_memory_format
+
+__all__ = ["has_cpu_kernel", "has_cuda_kernel", "load_error", "output_memory_format"]
 
 try:
     from . import _C  # noqa: F401  (loading it runs the TORCH_LIBRARY registrations)
@@ -25,21 +24,21 @@ except ImportError as e:  # a source checkout that was never built
     _LOAD_ERROR = str(e)
 
 
-def load_error():
+def load_error() -> str:
     return _LOAD_ERROR or "unknown"
 
 
-def _has_kernel(key):
+def _has_kernel(key: str) -> bool:
     if _C is None:
         return False
     return torch._C._dispatch_has_kernel_for_dispatch_key("lgf::fused_forward", key)
 
 
-def has_cpu_kernel():
+def has_cpu_kernel() -> bool:
     return _has_kernel("CPU")
 
 
-def has_cuda_kernel():
+def has_cuda_kernel() -> bool:
     return _has_kernel("CUDA")
 
 
@@ -47,7 +46,7 @@ if _C is not None:
     torch.library.register_fake("lgf::fused_forward")(fused_forward_fake)
     torch.library.register_fake("lgf::fused_backward")(fused_backward_fake)
 
-    def _backward(ctx, dy):
+    def _backward(ctx, dy: Tensor) -> tuple[Tensor, ...]:
         x, weight, bias, g, gate, gamma = ctx.saved_tensors
         return torch.ops.lgf.fused_backward(dy, x, weight, bias, g, gate, gamma)
 

@@ -1,20 +1,23 @@
-"""Shape-only (fake) implementations shared by the C++ and Triton registrations of the op."""
+"""Shape-only (fake) kernels of the C++ ops lgf::fused_forward and lgf::fused_backward.
+
+(The Triton ops need none: torch.library.triton_op traces their launchers with fake tensors.)
+"""
 
 import torch
+from torch import Tensor
+
+from ._layout import output_memory_format
 
 
-def output_memory_format(x):
-    """Layout of y and dx: channels_last when x is (and not also plain-contiguous), else NCHW."""
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        return torch.channels_last
-    return torch.contiguous_format
-
-
-def fused_forward_fake(x, weight, bias, g, gate, gamma):
+def fused_forward_fake(
+    x: Tensor, weight: Tensor, bias: Tensor, g: Tensor, gate: Tensor, gamma: Tensor
+) -> Tensor:
     return torch.empty_like(x, memory_format=output_memory_format(x))
 
 
-def fused_backward_fake(dy, x, weight, bias, g, gate, gamma):
+def fused_backward_fake(
+    dy: Tensor, x: Tensor, weight: Tensor, bias: Tensor, g: Tensor, gate: Tensor, gamma: Tensor
+) -> tuple[Tensor, ...]:
     """(dx, dweight, dbias, dg, dgate, dgamma): dx laid out like y, the rest contiguous."""
     dx = torch.empty_like(x, memory_format=output_memory_format(x))
     rest = (
@@ -22,19 +25,3 @@ def fused_backward_fake(dy, x, weight, bias, g, gate, gamma):
         for t in (weight, bias, g, gate, gamma)
     )
     return (dx, *rest)
-
-
-def save_inputs(ctx, inputs, output):
-    """setup_context of the forward: keep only the inputs (the backward recomputes l)."""
-    ctx.save_for_backward(*inputs)
-
-
-def no_double_backward(ctx, *grads):
-    raise NotImplementedError(
-        "lgf_fused: double backward (gradients of gradients) is not implemented; "
-        "use backend='reference' if you need it"
-    )
-
-
-def no_setup(ctx, inputs, output):
-    pass

@@ -1,15 +1,18 @@
 """Argument checks shared by every backend: clear Python errors naming the bad argument."""
 
 import torch
+from torch import Tensor
 
 _FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def _shape_error(name, expected, t):
+def _shape_error(name: str, expected: str, t: Tensor) -> ValueError:
     return ValueError(f"lgf_fused: {name} must have shape {expected}, got {tuple(t.shape)}")
 
 
-def check_inputs(x, weight, bias, g, gate, gamma):
+def check_inputs(
+    x: Tensor, weight: Tensor, bias: Tensor, g: Tensor, gate: Tensor, gamma: Tensor
+) -> None:
     """Raise TypeError/ValueError for anything the kernels cannot take."""
     args = dict(x=x, weight=weight, bias=bias, g=g, gate=gate, gamma=gamma)
     for name, t in args.items():
@@ -43,12 +46,14 @@ def check_inputs(x, weight, bias, g, gate, gamma):
     for name, t in args.items():
         if t.device != x.device:
             raise ValueError(
-                f"lgf_fused: {name} is on {t.device} but x is on {x.device}; all inputs must share one device"
+                f"lgf_fused: {name} is on {t.device} but x is on {x.device}; "
+                "all inputs must share one device"
             )
     for name in ("g",):
         if args[name].dtype != x.dtype:
             raise TypeError(
-                f"lgf_fused: {name} has dtype {args[name].dtype} but x has {x.dtype}; g must match x"
+                f"lgf_fused: {name} has dtype {args[name].dtype} but x has {x.dtype}; "
+                "g must match x"
             )
     pdt = weight.dtype
     for name in ("bias", "gate", "gamma"):
@@ -60,6 +65,7 @@ def check_inputs(x, weight, bias, g, gate, gamma):
     low = (torch.float16, torch.bfloat16)
     if not (pdt == x.dtype or (pdt == torch.float32 and x.dtype in low)):
         raise TypeError(
-            f"lgf_fused: parameters (weight, bias, gate, gamma) have dtype {pdt} but x has {x.dtype}; "
+            f"lgf_fused: parameters (weight, bias, gate, gamma) have dtype {pdt} "
+            f"but x has {x.dtype}; "
             "they must match x, or be float32 when x is float16/bfloat16"
         )

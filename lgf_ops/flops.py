@@ -34,7 +34,7 @@ BACKWARD_FLOPS_PER_ELEMENT = 35 + 73
 _registered = set()
 
 
-def _numel(shape):
+def _numel(shape) -> int:
     n = 1
     for s in shape:
         n *= s
@@ -51,14 +51,14 @@ def fused_backward_flop(dy_shape, *args, out_shape=None, **kwargs) -> int:
     return BACKWARD_FLOPS_PER_ELEMENT * _numel(dy_shape)
 
 
-def _op_packet(namespace, name):
+def _op_packet(namespace: str, name: str):
     try:
         return getattr(getattr(torch.ops, namespace), name)
     except (AttributeError, RuntimeError):  # op (or namespace) not registered in this process
         return None
 
 
-def register_flop_formulas():
+def register_flop_formulas() -> list[str]:
     """Register the formulas for every fused op that exists now; safe to call again later.
 
     Call it after registering a new op (e.g. the Triton custom op) so that op is counted too.

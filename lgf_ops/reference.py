@@ -1,4 +1,4 @@
-"""Plain-PyTorch reference of the fused LGF op (DESIGN.md section 2).
+"""Plain-PyTorch reference of the fused LGF op (docs/design.md §2).
 
 This is the ground truth of every parity test and the fallback backend. It is written
 with ordinary differentiable PyTorch ops, so autograd provides its backward.
@@ -6,9 +6,12 @@ with ordinary differentiable PyTorch ops, so autograd provides its backward.
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 
-def lgf_fused_reference(x, weight, bias, g, gate, gamma):
+def lgf_fused_reference(
+    x: Tensor, weight: Tensor, bias: Tensor, g: Tensor, gate: Tensor, gamma: Tensor
+) -> Tensor:
     """y = x + gamma * (sigmoid(z_l) * l + sigmoid(z_g) * g), l = dwconv3x3(x) + bias.
 
     Shapes: x (N, C, H, W), weight (C, 1, 3, 3), bias (C,), g (N, C), gate (6, C) with rows

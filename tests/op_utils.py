@@ -55,3 +55,23 @@ def forward_and_grads(fn, inputs, dy):
     y = fn(*inputs)
     grads = torch.autograd.grad(y, inputs, dy, allow_unused=False)
     return y, grads
+
+
+def triton_runs_cpu_tensors() -> bool:
+    """The Triton backend takes CPU tensors only under Triton's interpreter (conftest.py sets
+    TRITON_INTERPRET=1 on machines without a GPU); on a GPU host it needs CUDA tensors."""
+    import lgf_ops
+
+    if "triton" not in lgf_ops.available_backends():
+        return False
+    from lgf_ops.triton_launch import interpreting
+
+    return interpreting()
+
+
+def backends_for_cpu_tensors() -> list[str]:
+    """The fused backends (besides "auto" and "reference") that run CPU tensors here."""
+    import lgf_ops
+
+    names = ["cpp"] if "cpp" in lgf_ops.available_backends() else []
+    return names + (["triton"] if triton_runs_cpu_tensors() else [])

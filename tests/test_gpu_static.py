@@ -278,7 +278,7 @@ def test_triton_plan_of_a_gone_kernel_fails_loudly(monkeypatch):
 
     triton_report.check_plans()
     monkeypatch.setitem(
-        triton_plans.KERNELS, "_gone_kernel", triton_plans.KERNELS["_lgf_fwd_kernel"]
+        triton_plans.KERNELS, "_gone_kernel", triton_plans.KERNELS["lgf_forward_kernel"]
     )
     with pytest.raises(RuntimeError, match="_gone_kernel"):
         triton_report.check_plans()
@@ -298,7 +298,7 @@ import sys, torch
 sys.path[:0] = [".", "benchmarks"]
 from static import triton_capture as tc
 from static.triton_report import meta_inputs
-import lgf_ops.triton_kernels as K
+import lgf_ops.triton_launch as K
 for layout in ("nchw", "channels_last"):
     cap = tc.capture(K.lgf_forward, *meta_inputs((2, 64, 9, 7), torch.float32, layout))
     for launch in cap.launches:

@@ -328,3 +328,36 @@ def test_all_layout_dtype_combinations_agree_with_each_other():
     yb, gb = forward_and_grads(cpp, b, dy)
     for x, y in itertools.chain([(ya, yb)], zip(ga, gb)):
         assert_close_scaled(x, y, 1e-12)
+
+
+def test_triton_import_is_tried_once_and_its_failure_kept(monkeypatch):
+    """A broken Triton install: the import fails once, its reason is kept (not retried on
+    every call), the backend is not offered and backend='triton' names the reason."""
+    import sys
+
+    monkeypatch.setattr(lgf_ops, "_TRITON_STATE", {})
+    monkeypatch.delattr(lgf_ops, "triton_op", raising=False)
+    monkeypatch.setitem(sys.modules, "lgf_ops.triton_op", None)  # importing it fails
+    error = lgf_ops.triton_load_error()
+    assert error.startswith("importing it failed") and "lgf_ops.triton_op" in error
+    assert "triton" not in lgf_ops.available_backends()
+    monkeypatch.delitem(sys.modules, "lgf_ops.triton_op")  # importable again: not retried
+    assert lgf_ops.triton_load_error() == error
+    inputs = [t.detach() for t in make_inputs(1, 3, 4, 4)]
+    with pytest.raises(RuntimeError, match="backend='triton' requested but Triton is unusable"):
+        lgf_ops.lgf_fused(*inputs, backend="triton")
+    with pytest.raises(RuntimeError, match="importing it failed"):
+        lgf_ops.lgf_fused(*inputs, backend="triton")
+
+
+def test_auto_warns_once_when_cuda_tensors_fall_back_to_the_reference(monkeypatch):
+    monkeypatch.setattr(lgf_ops, "_HAS_CUDA", False)
+    monkeypatch.setattr(lgf_ops, "_TRITON_STATE", {"error": "a reason for the test"})
+    monkeypatch.setattr(lgf_ops, "_WARNED", set())
+    cuda = torch.device("cuda")
+    with pytest.warns(RuntimeWarning, match="reference.*a reason for the test") as record:
+        assert lgf_ops.resolve_backend("auto", cuda) == "reference"
+        assert lgf_ops.resolve_backend("auto", cuda) == "reference"
+    assert len(record) == 1
+    monkeypatch.setattr(lgf_ops, "_TRITON_STATE", {"error": ""})  # Triton usable: no warning
+    assert lgf_ops.resolve_backend("auto", cuda) == "triton"

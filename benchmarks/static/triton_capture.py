@@ -1,6 +1,6 @@
 """Capture the launches of a Triton launcher without a GPU, and compile them for a GPU target.
 
-    cap = capture(lgf_ops.triton_kernels.lgf_forward, x, weight, bias, g, gate, gamma)
+    cap = capture(lgf_ops.triton_launch.lgf_forward, x, weight, bias, g, gate, gamma)
     for launch in cap.launches:
         kernel = compile_launch(launch, 90)          # sm_90 cubin, the launcher's specialisation
         kernel.asm["cubin"], kernel.metadata.shared, kernel.metadata.num_warps

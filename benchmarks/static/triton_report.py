@@ -37,9 +37,9 @@ def meta_inputs(shape, dtype: torch.dtype, layout: str) -> list[torch.Tensor]:
 
 def capture_op(case: OpCase) -> tuple[Capture, list]:
     """The launcher of the case's direction run on meta tensors: the capture and its inputs."""
-    from lgf_ops import triton_kernels  # ImportError without triton
+    from lgf_ops import triton_launch  # ImportError without triton
 
-    launcher = getattr(triton_kernels, triton_plans.OPS[case.direction])
+    launcher = getattr(triton_launch, triton_plans.OPS[case.direction])
     inputs = meta_inputs(case.shape, case.dtype, case.layout)
     if case.direction == "backward":
         inputs = [torch.empty_like(inputs[0])] + inputs  # dy laid out like x
@@ -96,14 +96,15 @@ def compiled(launch: Launch, cc: int) -> Compiled:
 
 
 def check_plans() -> None:
-    """Every planned kernel must still be a @triton.jit function of lgf_ops.triton_kernels."""
-    from lgf_ops import triton_kernels
+    """Every planned kernel must still be a @triton.jit function the launchers of
+    lgf_ops.triton_launch import."""
+    from lgf_ops import triton_launch
 
-    gone = [k for k in triton_plans.KERNELS if not hasattr(triton_kernels, k)]
+    gone = [k for k in triton_plans.KERNELS if not hasattr(triton_launch, k)]
     if gone:
         raise RuntimeError(
-            f"benchmarks/static/triton_plans.py has plans for kernels that are not in "
-            f"lgf_ops/triton_kernels.py: {gone}; remove or rename them"
+            f"benchmarks/static/triton_plans.py has plans for kernels that the launchers in "
+            f"lgf_ops/triton_launch.py do not use: {gone}; remove or rename them"
         )
 
 

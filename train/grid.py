@@ -4,7 +4,7 @@ Runs modes x datasets x insert levels x seeds, one `python -m train.train` subpr
 in OUT/<dataset>/<mode>_<level>_seed<seed> (its log in train.log there), then writes the tables
 OUT/results_<select>.md and OUT/results_<select>.csv (mean ± sample std over seeds per group).
 
-    python -m train.grid --out runs/grid --dataset kit=../shared/data/aerial-cars-kit \\
+    python -m train.grid --out runs/grid --dataset kit=DATA/aerial-cars-kit \\
         --modes baseline,lgf,lgf_paper,se,cbam --levels C3 --seeds 0,1,2 --select best \\
         --weather --weather-conditions snow,frost,fog,brightness --severities 1,2,3,4,5 \\
         --backbone resnet18 --img-size 512 --epochs 12 --batch-size 4 --area-ranges tiny \\

@@ -6,7 +6,7 @@
 
 `import lgf` loads the model library only. Training, evaluation and the experiment tools are the
 subpackages lgf.training, lgf.evaluation and lgf.experiments, imported when asked for;
-`lgf.evaluate_checkpoint` is looked up from lgf.evaluation on first use.
+`lgf.evaluate_checkpoint` and `lgf.predict` are looked up from lgf.evaluation on first use.
 """
 
 from typing import Any
@@ -36,6 +36,7 @@ __all__ = [
     "make_block",
     "model_complexity",
     "evaluate_checkpoint",
+    "predict",
     "feature_enhancement_loss",
     "GLMD",
     "SIEFPN",
@@ -47,12 +48,15 @@ __all__ = [
 ]
 
 
+_LAZY = ("evaluate_checkpoint", "predict")
+
+
 def __getattr__(name: str) -> Any:
     # Keeps `import lgf` free of the evaluation code (pycocotools, the checkpoint format).
-    if name == "evaluate_checkpoint":
-        from .evaluation import evaluate_checkpoint
+    if name in _LAZY:
+        from . import evaluation
 
-        return evaluate_checkpoint
+        return getattr(evaluation, name)
     raise AttributeError(f"module 'lgf' has no attribute {name!r}")
 
 

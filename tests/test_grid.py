@@ -9,13 +9,16 @@ import statistics
 import pytest
 
 from lgf.experiments.grid.plan import plan_runs
+from lgf.experiments.grid.robustness import aggregate_robustness, run_robustness
 from lgf.experiments.grid.runs import read_result
 from lgf.experiments.grid.tables import (
     REPORT_METRICS,
     aggregate,
+    build_report,
     format_value,
     markdown_table,
     mean_std,
+    report_metrics,
     weather_markdown_table,
     write_csv,
 )
@@ -112,6 +115,109 @@ def test_csv_and_weather_table(tmp_path):
     table = weather_markdown_table(clean, {"fog-s3": fog})
     assert "fog-s3 mAP" in table.splitlines()[0]
     assert "| 6.00 ± 1.41 | 3.00 ± 0.71 |" in table
+
+
+# ---- robustness: mPC and rPC ------------------------------------------------------------------
+
+
+def _weather_result(mode, seed, clean, corrupted, level="C3"):
+    """A run with clean AP `clean` and {split: AP} `corrupted` (other metrics 0.5)."""
+    other = {k: 0.5 for k in REPORT_METRICS}
+    splits = {"val": {**other, "AP": clean}}
+    splits.update({k: {**other, "AP": v} for k, v in corrupted.items()})
+    return {"dataset": "d", "insert_level": level, "mode": mode, "seed": seed, "splits": splits}
+
+
+def test_mpc_and_rpc_of_one_run():
+    corrupted = {"fog-s1": 0.30, "fog-s2": 0.20, "snow-s1": 0.25, "snow-s2": 0.05}
+    r = run_robustness(
+        _weather_result("lgf", 0, 0.40, corrupted)["splits"], ["fog", "snow"], [1, 2]
+    )
+    assert r["fog"] == pytest.approx(0.25, abs=1e-15) and r["snow"] == pytest.approx(0.15)
+    assert r["mPC"] == pytest.approx(0.20, abs=1e-15)  # mean over conditions and severities
+    assert r["rPC"] == pytest.approx(0.50, abs=1e-15)  # mPC / clean AP
+    # undefined, not a number made up: an AP of -1 (no ground truth), a clean AP of 0
+    bad = run_robustness(
+        _weather_result("lgf", 0, 0.40, {**corrupted, "fog-s2": -1.0})["splits"],
+        ["fog", "snow"],
+        [1, 2],
+    )
+    assert bad["fog"] is None and bad["mPC"] is None and bad["rPC"] is None
+    zero = run_robustness(
+        _weather_result("lgf", 0, 0.0, corrupted)["splits"], ["fog", "snow"], [1, 2]
+    )
+    assert zero["mPC"] == pytest.approx(0.2) and zero["rPC"] is None
+
+
+def test_mpc_and_rpc_mean_and_std_over_seeds():
+    results = [
+        _weather_result("lgf", 0, 0.40, {"fog-s1": 0.30, "fog-s3": 0.10}),
+        _weather_result("lgf", 1, 0.50, {"fog-s1": 0.40, "fog-s3": 0.20}),
+        _weather_result("lgf", 2, 0.50, {"fog-s1": 0.40}),  # fog-s3 missing: left out
+        _weather_result("baseline", 0, 0.20, {"fog-s1": 0.10, "fog-s3": 0.05}),
+    ]
+    rows = aggregate_robustness(
+        results, ["fog"], [1, 3], [("d", "C3", "baseline"), ("d", "C3", "lgf")]
+    )
+    assert [(r["mode"], r["n"], r["seeds"]) for r in rows] == [
+        ("baseline", 1, [0]),
+        ("lgf", 2, [0, 1]),
+    ]
+    lgf = rows[1]
+    mpcs, rpcs = [0.20, 0.30], [0.20 / 0.40, 0.30 / 0.50]  # rPC per run, then over seeds
+    assert lgf["mean"]["mPC"] == pytest.approx(statistics.fmean(mpcs), abs=1e-15)
+    assert lgf["std"]["mPC"] == pytest.approx(statistics.stdev(mpcs), abs=1e-15)
+    assert lgf["mean"]["rPC"] == pytest.approx(statistics.fmean(rpcs), abs=1e-15)
+    assert lgf["std"]["rPC"] == pytest.approx(statistics.stdev(rpcs), abs=1e-15)
+    assert rows[0]["mean"]["rPC"] == pytest.approx(0.375) and rows[0]["std"]["rPC"] is None
+
+
+def test_report_has_mpc_and_rpc_columns_in_markdown_and_csv(tmp_path):
+    results = [
+        _weather_result("lgf", s, 0.4 + 0.1 * s, {"fog-s1": 0.3, "fog-s2": 0.2 + 0.1 * s})
+        for s in range(2)
+    ]
+    results += [_weather_result("baseline", 0, 0.3, {"fog-s1": 0.1})]  # incomplete
+    order = [("d", "C3", "baseline"), ("d", "C3", "lgf")]
+    text, csv_rows, robust = build_report(
+        results, order, 2, "best", conditions=["fog"], severities=[1, 2]
+    )
+    lines = text.splitlines()
+    head = lines.index("| dataset | level | mode | seeds | clean mAP | fog mAP | mPC | rPC |")
+    # lgf: mPC per seed 0.25, 0.30 -> 27.50 ± 3.54; rPC 0.625, 0.6 -> 61.25 ± 1.77
+    assert lines[head + 3] == (
+        "| d | C3 | lgf | 2 | 45.00 ± 7.07 | 27.50 ± 3.54 | 27.50 ± 3.54 | 61.25 ± 1.77 |"
+    )
+    assert lines[head + 2] == "| d | C3 | baseline | 0 | 30.00 ± - | n/a | n/a | n/a |"
+    assert "mPC = mean mAP over the weather conditions and severities" in text
+    assert "| fog-s1 mAP | fog-s1 AP_small |" in text  # the per-split table
+    path = tmp_path / "r.csv"
+    write_csv(csv_rows, str(path), robustness=robust)
+    rows = list(csv.DictReader(open(path)))
+    val = {r["mode"]: r for r in rows if r["split"] == "val"}
+    assert float(val["lgf"]["mPC_mean"]) == pytest.approx(0.275)
+    assert float(val["lgf"]["rPC_std"]) == pytest.approx(statistics.stdev([0.625, 0.6]))
+    assert val["baseline"]["mPC_mean"] == "" and val["baseline"]["AP_mean"] == "0.3"
+    assert all(r["mPC_mean"] == "" for r in rows if r["split"] != "val")
+
+
+def test_tiny_protocol_columns():
+    assert report_metrics("tiny") == ("AP_vt", "AP_t", "AP_s", "AP_m", "AP50", "AP75", "AP")
+    assert REPORT_METRICS == report_metrics("coco")
+    m = {k: 0.5 for k in report_metrics("tiny")}
+    text, _, robust = build_report(
+        [_result("lgf", 0, {**m, "AP_vt": -1.0})],
+        [("d", "C3", "lgf")],
+        1,
+        "last",
+        area_ranges="tiny",
+    )
+    assert robust is None and "area ranges = tiny" in text
+    assert (
+        "| dataset | level | mode | seeds | AP_vt | AP_t | AP_s | AP_m | AP50 | AP75 | mAP |"
+        in text
+    )
+    assert "| d | C3 | lgf | 1/1 | n/a | 50.00 ± - |" in text
 
 
 def test_plan_is_seed_major_and_names_runs():
@@ -238,3 +344,32 @@ def test_grid_dry_run_and_bad_input(tmp_path, capsys):
     assert "not found" in capsys.readouterr().err
     assert grid_cli.main(["--out", str(tmp_path), "--test-img", str(tmp_path)]) == 2
     assert "--test-ann" in capsys.readouterr().err
+
+
+def test_grid_with_tiny_buckets_two_conditions_two_severities(tmp_path, capsys):
+    """--area-ranges tiny reaches training, the grid's own scoring and the tables; two weather
+    conditions x two severities give mPC and rPC columns."""
+    out = tmp_path / "grid"
+    argv = ["--out", str(out), "--modes", "baseline", "--seeds", "0", "--weather"]
+    argv += ["--weather-conditions", "fog,frost", "--severities", "2,1", "--eval-batch-size", "2"]
+    argv += TRAIN_FLAGS + ["--area-ranges", "tiny", "--best-metric", "AP_s"]
+    assert grid_cli.main(argv) == 0
+    text = capsys.readouterr().out
+    r = read_result(str(out / "synthetic" / "baseline_C3_seed0"), "best")
+    assert r["area_ranges"] == "tiny"
+    assert set(r["splits"]) == {"val", "fog-s2", "fog-s1", "frost-s2", "frost-s1"}
+    assert all("AP_vt" in m and "AP_small" not in m for m in r["splits"].values())
+    md = (out / "results_best.md").read_text()
+    assert "| clean mAP | fog mAP | frost mAP | mPC | rPC |" in md and "AP_vt" in md
+    assert "severities 2,1, weather seed 0" in md and "## weather robustness" in text
+    rows = list(csv.DictReader(open(out / "results_best.csv")))
+    assert {"AP_vt_mean", "mPC_mean", "rPC_mean"} <= set(rows[0])
+    val = next(row for row in rows if row["split"] == "val")
+    aps = [r["splits"][s]["AP"] for s in ("fog-s2", "fog-s1", "frost-s2", "frost-s1")]
+    assert float(val["mPC_mean"]) == pytest.approx(sum(aps) / 4, abs=1e-12)
+    for split in ("frost-s1", "frost-s2"):
+        assert (out / "_weather" / "synthetic" / "seed0" / split / "weather.json").is_file()
+    assert grid_cli.main(argv) == 0
+    assert "finished, skipped" in capsys.readouterr().out
+    assert grid_cli.main(argv + ["--severities", "0"]) == 2
+    assert "--severities" in capsys.readouterr().err

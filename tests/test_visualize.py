@@ -150,6 +150,21 @@ def test_cli_writes_pngs_for_lgf_and_baseline(checkpoints, tmp_path):
     )
 
 
+def test_cli_takes_folders_and_globs(checkpoints, tmp_path, capsys):
+    """A folder that exists is its images (it used to be "file not found"); a glob its matches."""
+    folder = os.path.dirname(checkpoints["image"])
+    out = tmp_path / "folder"
+    argv = ["--checkpoint", checkpoints["baseline"], "--out", str(out), "--score-thresh", "0.5"]
+    assert vis_cli.main(argv + ["--images", folder]) == 0
+    expected = sorted(os.path.splitext(n)[0] + ".png" for n in os.listdir(folder))
+    assert sorted(n for n in os.listdir(out) if n.endswith(".png")) == expected
+    assert capsys.readouterr().out.count(".png") == len(expected)
+    out = tmp_path / "glob"
+    argv = ["--checkpoint", checkpoints["baseline"], "--out", str(out), "--score-thresh", "0.5"]
+    assert vis_cli.main(argv + ["--images", os.path.join(folder, "val_*.png")]) == 0
+    assert sorted(os.listdir(out)) == ["val_00000.json", "val_00000.png"]
+
+
 def test_cli_bad_input(checkpoints, tmp_path, capsys):
     assert (
         vis_cli.main(

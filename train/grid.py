@@ -4,9 +4,11 @@ Runs modes x datasets x insert levels x seeds, one `python -m train.train` subpr
 in OUT/<dataset>/<mode>_<level>_seed<seed> (its log in train.log there), then writes the tables
 OUT/results_<select>.md and OUT/results_<select>.csv (mean ± sample std over seeds per group).
 
-    python -m train.grid --out runs/grid --dataset kit=../shared/data/aerial-cars-kit \\
+    python -m train.grid --out runs/grid --dataset kit=DATA/aerial-cars-kit \\
         --modes baseline,lgf,lgf_paper,se,cbam --levels C3 --seeds 0,1,2 --select best \\
-        --backbone resnet18 --img-size 512 --epochs 12 --batch-size 4
+        --weather --weather-conditions snow,frost,fog,brightness --severities 1,2,3,4,5 \\
+        --backbone resnet18 --img-size 512 --epochs 12 --batch-size 4 --area-ranges tiny \\
+        --best-metric AP_s
 
 Every flag the grid does not know is passed to each training run (validated against
 train.train's options first), e.g. --epochs, --batch-size, --img-size, --backbone, --max-iters,
@@ -27,9 +29,16 @@ Model selection (--select): best = best.pt, the checkpoint with the best validat
 (trainer default AP_small) among the run's evaluations; last = last.pt, the end of training. The
 val table then reports that checkpoint's validation metrics (optimistic for "best", since it was
 chosen on val); --test-img/--test-ann adds a test table scored with the same checkpoint.
---weather scores it on fog/rain/snow/night copies of the val set (made once per dataset by
-lgf.experiments.weather_sets, see train.weather) and adds a robustness table of AP and AP_small
-per condition. The work is lgf.experiments.grid.
+--weather scores it on copies of the val set corrupted by each of --weather-conditions (fog, rain,
+snow, night, frost, brightness) at each of --severities (made once per dataset by
+lgf.experiments.weather_sets, see train.weather) and adds the robustness tables: per group the
+clean mAP, each condition's mAP (mean over the severities), mPC (mean mAP over conditions and
+severities) and rPC = mPC / clean mAP (Michaelis et al. 2019), mean ± std over the seeds, also as
+mPC/rPC columns of the CSV; then AP and AP of the smallest size bucket of every corrupted split.
+
+The training flag --area-ranges coco|tiny (passed through) also sets the size buckets of the
+grid's own evaluations and the tables' columns (tiny: AP_vt, AP_t, AP_s, AP_m). The work is
+lgf.experiments.grid.
 """
 
 from __future__ import annotations
@@ -48,7 +57,7 @@ from lgf.experiments.grid.runner import (
     write_tables,
 )
 from lgf.experiments.grid.runs import SELECTIONS, TrainingCommand
-from lgf.experiments.weather import CONDITIONS, SEVERITIES, parse_conditions
+from lgf.experiments.weather import CONDITIONS, parse_conditions, parse_severities
 from lgf.modes import MODES
 from lgf.training.config import TrainConfig
 
@@ -103,8 +112,16 @@ def _scoring_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--weather", action="store_true", help="also score weather-corrupted copies of val"
     )
-    p.add_argument("--weather-conditions", default=",".join(CONDITIONS))
-    p.add_argument("--weather-severity", type=int, choices=SEVERITIES, default=3)
+    p.add_argument(
+        "--weather-conditions",
+        default=",".join(CONDITIONS),
+        help="comma-separated subset of " + ",".join(CONDITIONS),
+    )
+    p.add_argument(
+        "--severities",
+        default="3",
+        help="comma-separated weather severities 1..5 (the benchmark's protocol: 1,2,3,4,5)",
+    )
     p.add_argument("--weather-seed", type=int, default=0)
     p.add_argument(
         "--eval-batch-size", type=int, default=4, help="batch size of the grid's own evaluations"
@@ -174,6 +191,7 @@ def make_grid(args: argparse.Namespace, rest: list[str]) -> Grid:
     flags, config = parse_train_flags(rest)
     modes, levels, seeds = parse_axes(args.modes, args.levels, args.seeds)
     conditions = parse_conditions(args.weather_conditions) if args.weather else ()
+    severities = parse_severities(args.severities)
     out_root = os.path.abspath(args.out)
     os.makedirs(out_root, exist_ok=True)
     explicit = {k: getattr(args, k) for k in ("train_img", "train_ann", "val_img", "val_ann")}
@@ -193,9 +211,15 @@ def make_grid(args: argparse.Namespace, rest: list[str]) -> Grid:
         ),
         select=args.select,
         conditions=conditions,
-        weather_severity=args.weather_severity,
+        weather_severities=severities,
         weather_seed=args.weather_seed,
-        eval_kw={"batch_size": args.eval_batch_size, "device": args.eval_device, "workers": 0},
+        eval_kw={
+            "batch_size": args.eval_batch_size,
+            "device": args.eval_device,
+            "workers": 0,
+            "area_ranges": config.area_ranges,  # the runs' own buckets
+            "max_images": config.max_val_images or None,  # the images the runs validate on
+        },
         digits=args.digits,
         stop_on_error=args.stop_on_error,
     )

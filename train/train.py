@@ -19,7 +19,7 @@ from typing import Any
 
 from lgf.blocks import GATES
 from lgf.data import DatasetError
-from lgf.evaluation.metrics import METRIC_NAMES
+from lgf.evaluation.area_ranges import ALL_METRIC_NAMES, AREA_RANGES
 from lgf.models import BACKBONES, INSERT_LEVELS
 from lgf.modes import MODES
 from lgf.training.checkpoint import CheckpointError
@@ -191,7 +191,20 @@ def _output_flags(p: argparse.ArgumentParser) -> None:
     )
     r.add_argument("--eval-batch-size", type=positive_int, help="default: --batch-size")
     r.add_argument(
-        "--best-metric", choices=METRIC_NAMES, help="metric that selects best.pt (higher is better)"
+        "--best-metric",
+        choices=ALL_METRIC_NAMES,
+        metavar="METRIC",
+        help="metric that selects best.pt (higher is better); one of --area-ranges' metrics: "
+        "coco: "
+        + ", ".join(AREA_RANGES["coco"].metric_names)
+        + "; tiny: "
+        + ", ".join(AREA_RANGES["tiny"].metric_names),
+    )
+    r.add_argument(
+        "--area-ranges",
+        choices=tuple(AREA_RANGES),
+        help="size buckets of the evaluation: coco (small/medium/large) or tiny (AI-TOD's very "
+        "tiny/tiny/small/medium)",
     )
     r.add_argument("--output-dir")
     r.add_argument(

@@ -28,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--checkpoint", required=True, help="last.pt / best.pt written by the trainer")
-    p.add_argument("--images", nargs="+", required=True, help="image files")
+    p.add_argument(
+        "--images", nargs="+", required=True, help="image files, folders or glob patterns"
+    )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument(
         "--score-thresh", type=float, default=0.3, help="draw detections with at least this score"

@@ -1,19 +1,21 @@
 """Weather-corrupted copies of a COCO-style dataset, for robustness evaluation.
 
     python -m train.weather --src-img D/images --src-ann D/val.json --out runs/weather \
-        --conditions fog,rain,snow,night --severity 3 --seed 0
+        --conditions fog,snow,frost,brightness --severities 1,2,3,4,5 --seed 0
 
 writes OUT/<condition>-s<severity>/images/* and OUT/<condition>-s<severity>/annotations.json per
-condition (same file names, image sizes and boxes as the source; deterministic per --seed; a
-complete copy made with the same parameters is reused unless --overwrite), with
-lgf.experiments.weather_sets. Evaluate a checkpoint on one with
+condition and severity (same file names, image sizes and boxes as the source; deterministic per
+--seed; a complete copy made with the same parameters is reused unless --overwrite), with
+lgf.experiments.weather_sets. Conditions: fog, rain, snow, night, frost, brightness (see
+docs/experiments.md for how they relate to the robustness benchmark's corruptions). Evaluate a
+checkpoint on one with
 `python -m train.evaluate CKPT --val-img OUT/fog-s3/images --val-ann OUT/fog-s3/annotations.json`.
 
     python -m train.weather --src-img D/images --src-ann D/val.json \
         --montage docs/weather_example.png
 
 writes a picture of one image (--montage-image, default the first by id) and its corrupted
-versions instead (original + each condition, stacked).
+versions instead (original + each condition at each severity, stacked).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import sys
 from lgf.data import DatasetError
 from lgf.experiments.weather import CONDITIONS, SEVERITIES
 from lgf.experiments.weather_montage import write_montage
-from lgf.experiments.weather_sets import make_weather_sets, weather_set_dir
+from lgf.experiments.weather_sets import make_weather_sets
 
 from .flags import flag_namer, report_error
 
@@ -47,8 +49,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=",".join(CONDITIONS),
         help="comma-separated subset of " + ",".join(CONDITIONS),
     )
-    p.add_argument(
-        "--severity", type=int, choices=SEVERITIES, default=3, help="1 (mild) .. 5 (strong)"
+    strength = p.add_mutually_exclusive_group()
+    strength.add_argument(
+        "--severities",
+        default="3",
+        help="comma-separated severities, 1 (mild) .. 5 (strong); the benchmark uses 1,2,3,4,5",
+    )
+    strength.add_argument(
+        "--severity",
+        dest="severities",
+        choices=[str(s) for s in SEVERITIES],
+        help="one severity (the same as --severities N)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-images", type=int, default=0, help="first N images by id only (0 = all)")
@@ -78,7 +89,7 @@ def _montage(args: argparse.Namespace) -> None:
         args.src_ann,
         args.montage,
         args.conditions,
-        args.severity,
+        args.severities,
         args.seed,
         args.montage_image,
         args.montage_crop,
@@ -97,17 +108,14 @@ def _sets(args: argparse.Namespace) -> None:
         args.src_ann,
         args.out,
         args.conditions,
-        args.severity,
+        args.severities,
         args.seed,
         max_images=args.max_images or None,
         overwrite=args.overwrite,
         progress=True,
     )
-    for cond, paths in sets.items():
-        print(
-            f"{cond}: {weather_set_dir(args.out, cond, args.severity)}  "
-            f"(--val-img {paths['img_dir']} --val-ann {paths['ann_file']})"
-        )
+    for split, paths in sets.items():
+        print(f"{split}: --val-img {paths['img_dir']} --val-ann {paths['ann_file']}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,10 +23,10 @@ from torchvision.transforms.v2.functional import pil_to_tensor
 
 from ..blocks import LGFPaper
 from ..data import decode_image
+from ..evaluation.image_files import expand_image_paths, unique_stems
 from ..modes import model_from_checkpoint
 from ..training.checkpoint import load_checkpoint
 from ..utils.atomic_write import atomic_write, write_json
-from ..utils.setting_errors import MissingPathError, SettingError
 
 __all__ = ["load_model", "find_gate_block", "predict_with_gates", "render", "visualize_images"]
 
@@ -201,17 +201,6 @@ def render(
     return path
 
 
-def _unique_stem(path: str, used: set[str]) -> str:
-    """OUT file stem of an image: its own stem, with _2, _3, ... for repeated stems."""
-    stem = os.path.splitext(os.path.basename(path))[0]
-    name, k = stem, 1
-    while name in used:
-        k += 1
-        name = f"{stem}_{k}"
-    used.add(name)
-    return name
-
-
 def _detections_record(result, names, score_thresh) -> list[dict[str, Any]]:
     keep = result["scores"] >= score_thresh
     return [
@@ -225,14 +214,6 @@ def _detections_record(result, names, score_thresh) -> list[dict[str, Any]]:
     ]
 
 
-def _check_images(images: Sequence[str]) -> None:
-    if not images:
-        raise SettingError(lambda n: f"{n('images')}: give at least one image file")
-    missing = [p for p in images if not os.path.isfile(p)]
-    if missing:
-        raise MissingPathError(lambda n: f"{n('images')}: file not found: {missing[0]!r}")
-
-
 def visualize_images(
     checkpoint: str,
     images: Sequence[str],
@@ -244,18 +225,19 @@ def visualize_images(
 ) -> list[str]:
     """One PNG (and a JSON of the detections above the threshold) per image in `out_dir`.
 
-    Returns the list of PNG paths (OUT/<image stem>.png; repeated stems get a numeric suffix)."""
-    _check_images(images)
+    images: files, folders (their image files) and glob patterns. Returns the list of PNG paths
+    (OUT/<image stem>.png; repeated stems get a numeric suffix)."""
+    images = expand_image_paths(images)
     model, names = load_model(checkpoint, device=device, use_ema=use_ema)
     if hasattr(model, "score_thresh"):  # RetinaNet drops scores below its own threshold first
         model.score_thresh = min(float(model.score_thresh), float(score_thresh))
     block = find_gate_block(model)
     titles = _gate_titles(block) if block is not None else None
-    written, used = [], set()
-    for path in images:
+    written = []
+    for path, stem in zip(images, unique_stems(images)):
         image = pil_to_tensor(decode_image(path)).float().div_(255.0)
         result = predict_with_gates(model, image)
-        stem = os.path.join(out_dir, _unique_stem(path, used))
+        stem = os.path.join(out_dir, stem)
         render(image, result, names, stem + ".png", score_thresh, None, titles, layout)
         record = {
             "image": os.path.abspath(path),

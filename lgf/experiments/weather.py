@@ -1,10 +1,12 @@
-"""Synthetic weather corruptions (fog, rain, snow, night) for robustness evaluation sets.
+"""Synthetic weather corruptions (fog, rain, snow, night, frost, brightness) for robustness
+evaluation sets.
 
-Small torch transforms of an RGB image tensor (3, H, W), float in [0, 1] (uint8 is accepted and
-converted), each with a severity 1..5 that scales its parameters and a torch.Generator for every
-random draw, so the same generator seed gives the same output. Pixel sizes (streak length, flake
-size, blur) scale with the image size (`_pixel_scale`), so a severity looks alike on a 400 px and a
-1700 px image. Image geometry is never changed: boxes stay valid as they are.
+Small torch transforms of an RGB image tensor (3, H, W), float in [0, 1] or uint8, each with a
+severity 1..5 that scales its parameters and a torch.Generator for every random draw, so the
+same generator seed gives the same output. The output has the input's shape and dtype (floating
+inputs are computed in float32 and clamped to [0, 1]; uint8 is rounded). Pixel sizes (streak
+length, flake size, blur) scale with the image size (`_pixel_scale`), so a severity looks alike
+on a 400 px and a 1700 px image. Image geometry is never changed: boxes stay valid as they are.
 
 - fog: haze blend toward a grey-white airlight, its density varying over the image with a smooth
   random field (no depth map), plus a slight blur.
@@ -13,13 +15,21 @@ size, blur) scale with the image size (`_pixel_scale`), so a severity looks alik
 - snow: flakes of several sizes (soft discs) over a brightened, slightly washed-out image.
 - night: gamma darkening and exposure drop, a blue tint, sensor noise, and optional warm glows
   (headlights / street lights).
+- frost: ImageNet-C's blend c0 * x + c1 * frost with its coefficients per severity; the frost
+  layer is a generated ice texture (patchy cover, fine grain, needle crystals) instead of
+  ImageNet-C's frost photographs.
+- brightness: ImageNet-C's brightness: the HSV value channel raised by 0.1 .. 0.5, clipped at 1
+  (no random draw).
 
-lgf.experiments.weather_sets writes corrupted copies of whole datasets.
+docs/experiments.md says, per corruption, where this follows the robustness benchmark of
+Michaelis et al. (2019) and where it differs. lgf.experiments.weather_sets writes corrupted
+copies of whole datasets.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -34,16 +44,20 @@ __all__ = [
     "rain",
     "snow",
     "night",
+    "frost",
+    "brightness",
     "check_condition",
     "check_severity",
     "apply_weather",
     "image_seed",
     "parse_conditions",
+    "parse_severities",
     "to_float_image",
     "to_uint8_hwc",
 ]
 
-CONDITIONS = ("fog", "rain", "snow", "night")
+# new conditions go at the end: a condition's position seeds its images (image_seed)
+CONDITIONS = ("fog", "rain", "snow", "night", "frost", "brightness")
 SEVERITIES = (1, 2, 3, 4, 5)
 
 
@@ -76,17 +90,19 @@ def to_float_image(image: torch.Tensor) -> torch.Tensor:
     return image.float().clamp(0.0, 1.0)
 
 
+def _like(out: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """float32 result in [0, 1] -> the dtype of the input image (uint8: rounded to nearest)."""
+    out = out.clamp(0.0, 1.0)
+    if image.dtype == torch.uint8:
+        return out.mul(255.0).round().to(torch.uint8)
+    return out.to(image.dtype)
+
+
 def to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
-    """float (3, H, W) in [0, 1] -> numpy uint8 (H, W, 3), rounded to nearest."""
-    return (
-        image.clamp(0.0, 1.0)
-        .mul(255.0)
-        .round()
-        .to(torch.uint8)
-        .permute(1, 2, 0)
-        .contiguous()
-        .numpy()
-    )
+    """(3, H, W) uint8, or float in [0, 1] -> numpy uint8 (H, W, 3), rounded to nearest."""
+    if image.dtype != torch.uint8:
+        image = _like(image.float(), torch.empty(0, dtype=torch.uint8))
+    return image.permute(1, 2, 0).contiguous().numpy()
 
 
 def _pixel_scale(h, w):
@@ -171,7 +187,7 @@ def _line_kernel(length, angle):
 
 
 # --------------------------------------------------------------------------------------------
-# the four conditions
+# the conditions
 
 
 def fog(
@@ -187,7 +203,7 @@ def fog(
     grey = _uniform(generator, 0.72, 0.9)
     airlight = torch.tensor([0.97, 0.99, 1.0]).view(3, 1, 1) * grey
     out = _blur(img, sigma) * (1.0 - haze) + airlight * haze
-    return out.clamp(0.0, 1.0)
+    return _like(out, image)
 
 
 def rain(
@@ -211,7 +227,7 @@ def rain(
     a = (alpha * streaks).clamp(0.0, 1.0)
     base = _blur(img, sigma) * dim
     colour = torch.tensor([0.82, 0.84, 0.88]).view(3, 1, 1)
-    return (base * (1.0 - a) + colour * a).clamp(0.0, 1.0)
+    return _like(base * (1.0 - a) + colour * a, image)
 
 
 def snow(
@@ -238,7 +254,7 @@ def snow(
     washed = img * 0.85 + grey * 0.15
     base = washed * (1.0 - bright) + bright
     a = (flake_max * flakes).clamp(0.0, 1.0)
-    return (base * (1.0 - a) + 0.97 * a).clamp(0.0, 1.0)
+    return _like(base * (1.0 - a) + 0.97 * a, image)
 
 
 def night(
@@ -269,10 +285,75 @@ def night(
     noise = torch.randn(3, h, w, generator=generator) * noise_sigma
     # luminance noise shared by the channels plus a smaller chroma part
     out = out + noise.mean(0, keepdim=True) + 0.3 * noise
-    return out.clamp(0.0, 1.0)
+    return _like(out, image)
 
 
-_TRANSFORMS = {"fog": fog, "rain": rain, "snow": snow, "night": night}
+def _needles(cover, generator):
+    """(1, H, W) in [0, 1]: ice needles, short streaks in three random directions, seeded more
+    densely where the frost `cover` (1, H, W) is thick."""
+    _, h, w = cover.shape
+    needles = torch.zeros(1, h, w)
+    for _ in range(3):
+        angle = _uniform(generator, 0.0, math.pi)
+        seeds = _impulses(h, w, 1.0, generator) * (
+            torch.rand(1, h, w, generator=generator) < 0.006 * cover.square()
+        )
+        kernel = _line_kernel(round(_uniform(generator, 4.0, 10.0)), angle)
+        pad = kernel.shape[-1] // 2
+        streaks = F.conv2d(seeds.unsqueeze(0), kernel, padding=pad)[0].clamp(0.0, 1.0)
+        needles = torch.maximum(needles, streaks)
+    return _blur(needles, 0.5)
+
+
+def _frost_layer(h, w, generator):
+    """(3, H, W) in [0, 1]: a generated frost texture, bluish white ice of uneven thickness with
+    crystalline grain and needles, in place of ImageNet-C's frost photographs. It is drawn at
+    the size of a ~512 px image and resized, so its structure scales with the image."""
+    s = _pixel_scale(h, w)
+    th, tw = max(1, round(h / s)), max(1, round(w / s))
+    cover = _smooth_field(th, tw, generator, cells=(2, 4, 8, 16))
+    grain = torch.rand(1, th, tw, generator=generator)
+    grain = 0.6 * _blur(grain, 0.7) + 0.4 * _blur(grain, 2.0)
+    grain = (grain - grain.mean()) / grain.std().clamp_min(1e-6)
+    lum = 0.1 + 0.55 * cover + 0.07 * grain * (0.3 + cover)
+    lum = lum + 0.45 * _needles(cover, generator) * (0.3 + cover)
+    lum = F.interpolate(lum[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+    tint = torch.tensor([0.86, 0.93, 1.0]).view(3, 1, 1)
+    return (lum.clamp(0.0, 1.0) * tint).clamp(0.0, 1.0)
+
+
+def frost(
+    image: torch.Tensor, severity: int = 3, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """ImageNet-C's frost blend, c0 * image + c1 * frost layer, over a generated frost texture."""
+    img = to_float_image(image)
+    _, h, w = img.shape
+    c0, c1 = _level(((1.0, 0.4), (0.8, 0.6), (0.7, 0.7), (0.65, 0.7), (0.6, 0.75)), severity)
+    return _like(c0 * img + c1 * _frost_layer(h, w, generator), image)
+
+
+def brightness(
+    image: torch.Tensor, severity: int = 3, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """ImageNet-C's brightness: HSV value V -> min(V + c, 1), c = 0.1 .. 0.5, hue and saturation
+    kept. With them fixed, RGB scales with V, so each pixel is multiplied by V' / V (a black pixel
+    becomes grey V'). No random draw: `generator` is not used."""
+    img = to_float_image(image)
+    c = _level((0.1, 0.2, 0.3, 0.4, 0.5), severity)
+    v = img.amax(0, keepdim=True)
+    v_new = (v + c).clamp(0.0, 1.0)
+    out = torch.where(v > 0, img * (v_new / v.clamp_min(1e-12)), v_new.expand_as(img))
+    return _like(out, image)
+
+
+_TRANSFORMS = {
+    "fog": fog,
+    "rain": rain,
+    "snow": snow,
+    "night": night,
+    "frost": frost,
+    "brightness": brightness,
+}
 
 
 def apply_weather(
@@ -282,10 +363,10 @@ def apply_weather(
     seed: int | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Applies one condition ("fog", "rain", "snow", "night") at severity 1..5.
+    """Applies one condition of CONDITIONS at severity 1..5.
 
     Randomness: `generator` if given, else a generator seeded with `seed` (default 0).
-    Returns float32 (3, H, W) in [0, 1], the input's size.
+    Returns the input's shape and dtype (floating: values in [0, 1]).
     """
     check_condition(condition)
     check_severity(severity)
@@ -300,6 +381,26 @@ def image_seed(seed: int, condition: str, severity: int, image_id: int) -> int:
     key = [int(seed) % 2**32, CONDITIONS.index(condition), int(severity), int(image_id) % 2**32]
     state = np.random.SeedSequence(key).generate_state(2, dtype=np.uint32)
     return int(state[0]) << 31 | int(state[1]) >> 1
+
+
+def parse_severities(text: str | int | Sequence[int]) -> tuple[int, ...]:
+    """'1,3,5' (or an int, or a list) -> a tuple of valid severities, order kept, no duplicates;
+    errors name the setting `severities`."""
+    items = str(text).split(",") if isinstance(text, (str, int)) else list(text)
+    out = []
+    for item in items:
+        item = str(item).strip()
+        if not item:
+            continue
+        if not item.isdigit() or int(item) not in SEVERITIES:
+            raise SettingError(
+                lambda n, item=item: f"{n('severities')}: {item!r} is not a severity 1..5"
+            )
+        if int(item) not in out:
+            out.append(int(item))
+    if not out:
+        raise SettingError(lambda n: f"{n('severities')}: no severity given; expected 1..5")
+    return tuple(out)
 
 
 def parse_conditions(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:

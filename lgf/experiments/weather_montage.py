@@ -13,7 +13,14 @@ from torchvision.transforms.v2.functional import pil_to_tensor
 from ..data import decode_image, load_coco_annotations
 from ..utils.atomic_write import atomic_write
 from ..utils.setting_errors import SettingError
-from .weather import CONDITIONS, apply_weather, image_seed, parse_conditions, to_uint8_hwc
+from .weather import (
+    CONDITIONS,
+    apply_weather,
+    image_seed,
+    parse_conditions,
+    parse_severities,
+    to_uint8_hwc,
+)
 
 __all__ = ["write_montage"]
 
@@ -53,16 +60,16 @@ def _crop_box(crop: str | None, width: int, height: int) -> tuple[int, int, int,
     return box
 
 
-def _panels(
-    pil, image_id: int, conditions, severity: int, seed: int
-) -> list[tuple[str, np.ndarray]]:
-    """The original and each condition of the whole image (as make_weather_set corrupts it)."""
+def _panels(pil, image_id: int, conditions, severities, seed: int) -> list[tuple[str, np.ndarray]]:
+    """The original and each condition at each severity of the whole image (as make_weather_set
+    corrupts it)."""
     image = pil_to_tensor(pil)
     panels = [("original", np.asarray(pil))]
     for cond in parse_conditions(conditions):
-        gen = torch.Generator().manual_seed(image_seed(seed, cond, severity, image_id))
-        out = apply_weather(image, cond, severity, generator=gen)
-        panels.append((f"{cond} (severity {severity})", to_uint8_hwc(out)))
+        for sev in parse_severities(severities):
+            gen = torch.Generator().manual_seed(image_seed(seed, cond, sev, image_id))
+            out = apply_weather(image, cond, sev, generator=gen)
+            panels.append((f"{cond} (severity {sev})", to_uint8_hwc(out)))
     return panels
 
 
@@ -71,13 +78,14 @@ def write_montage(
     src_ann: str,
     path: str,
     conditions: str | Sequence[str] = CONDITIONS,
-    severity: int = 3,
+    severities: str | int | Sequence[int] = 3,
     seed: int = 0,
     image_name: str | None = None,
     crop: str | None = None,
     width: int = 480,
 ) -> str:
-    """Original + each condition of one image (`image_name`, default the first by id), cropped
+    """Original + each condition at each severity of one image (`image_name`, default the first
+    by id), cropped
     to `crop` ("x0,y0,x1,y1" in source pixels), scaled to `width`, labelled and stacked; saved as
     a palette PNG (256 colours, to stay small). Returns the output path."""
     im = _pick_image(src_ann, image_name)
@@ -85,7 +93,7 @@ def write_montage(
     box = _crop_box(crop, pil.width, pil.height)
     height = max(1, round((box[3] - box[1]) * width / (box[2] - box[0])))
     rows = []
-    for name, arr in _panels(pil, im["id"], conditions, severity, seed):
+    for name, arr in _panels(pil, im["id"], conditions, severities, seed):
         small = np.asarray(Image.fromarray(arr).crop(box).resize((width, height), Image.LANCZOS))
         rows.append(_label(small, name))
         rows.append(np.full((4, width, 3), 255, dtype=np.uint8))

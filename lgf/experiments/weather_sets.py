@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -32,6 +33,7 @@ from .weather import (
     check_severity,
     image_seed,
     parse_conditions,
+    parse_severities,
     to_uint8_hwc,
 )
 
@@ -178,13 +180,17 @@ def make_weather_sets(
     src_img: str,
     src_ann: str,
     out_root: str,
-    conditions: str | tuple[str, ...] = CONDITIONS,
-    severity: int = 3,
+    conditions: str | Sequence[str] = CONDITIONS,
+    severities: str | int | Sequence[int] = 3,
     seed: int = 0,
     **kwargs: Any,
 ) -> dict[str, dict[str, str]]:
-    """`make_weather_set` for each condition; returns {condition: {"img_dir", "ann_file"}}."""
+    """`make_weather_set` for each condition at each severity; returns {split name
+    (`weather_split_name`, e.g. "fog-s3"): {"img_dir", "ann_file"}}, conditions outer."""
     return {
-        c: make_weather_set(src_img, src_ann, out_root, c, severity, seed, **kwargs)
+        weather_split_name(c, sev): make_weather_set(
+            src_img, src_ann, out_root, c, sev, seed, **kwargs
+        )
         for c in parse_conditions(conditions)
+        for sev in parse_severities(severities)
     }

@@ -71,6 +71,7 @@ class TrainConfig:
     eval_every: int = 1
     eval_batch_size: int | None = None  # None: batch_size
     best_metric: str = "AP_small"
+    area_ranges: str = "coco"  # size buckets of the evaluation (lgf.evaluation.area_ranges)
     output_dir: str = "runs/train"
     resume: str | None = None  # a checkpoint, or "auto" for OUTPUT_DIR/last.pt if it exists
     save_every_iters: int = 0

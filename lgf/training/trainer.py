@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from ..evaluation.area_ranges import area_protocol, check_metric
 from ..evaluation.evaluate import evaluate
 from ..modes import MODEL_ARGS, build_model
 from ..regularizers import feature_enhancement_loss
@@ -32,8 +33,6 @@ from .rng import capture_rng_state, restore_rng_state, seed_everything
 from .run_log import RunLogger
 
 __all__ = ["Trainer", "check_resume_compatible"]
-
-_PRINTED_METRICS = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR100")
 
 
 def _say(msg: str, info: du.DistInfo | None = None) -> None:
@@ -87,6 +86,7 @@ class Trainer:
 
     def _setup_process(self) -> None:
         c = self.config
+        check_metric(c.best_metric, c.area_ranges)
         if c.threads:
             torch.set_num_threads(c.threads)
         self.info, self.device = du.init_distributed(c.device, c.dist_url)
@@ -263,6 +263,7 @@ class Trainer:
             self.train_set.label_to_cat_id,
             self.device,
             progress=not c.no_progress and self.info.is_main,
+            area_ranges=c.area_ranges,
         )
         weights = "ema" if self.ema is not None else "model"
         metrics = {**metrics, "epoch": st.epoch, "step": st.step, "weights": weights}
@@ -274,7 +275,8 @@ class Trainer:
             tag = f"epoch_{st.epoch:03d}" if st.iter_in_epoch == 0 else f"step_{st.step:07d}"
             write_json(metrics, os.path.join(c.output_dir, "eval", f"{tag}.json"))
             self.logger.log({"type": "eval", **metrics})
-            _say("eval " + " ".join(f"{k}={metrics[k]:.4f}" for k in _PRINTED_METRICS))
+            shown = area_protocol(c.area_ranges).headline_names
+            _say("eval " + " ".join(f"{k}={metrics[k]:.4f}" for k in shown))
         self.last_metrics = metrics
         return metrics, improved
 

@@ -2,8 +2,11 @@
 
 Runs go one after the other, each a training subprocess in its own directory; a restarted grid
 skips finished runs (lgf.experiments.grid.runs) and resumes the others. Weather sets of each
-dataset's val split are made once under OUT/_weather/<dataset>/seed<weather seed>/ with
-lgf.experiments.weather_sets. Tables: OUT/results_<select>.md and OUT/results_<select>.csv.
+dataset's val split (each condition at each severity; the first --max-val-images images when the
+runs validate on those, so clean and corrupted numbers cover the same images) are made once under
+OUT/_weather/<dataset>/seed<weather seed>/ with lgf.experiments.weather_sets. Every evaluation
+uses the runs' area protocol (their --area-ranges). Tables: OUT/results_<select>.md and
+OUT/results_<select>.csv.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from .runs import (
     train_command,
     training_finished,
 )
-from .tables import build_report, write_csv
+from .tables import build_report, report_metrics, write_csv
 
 __all__ = ["Grid", "describe_plan", "run_grid", "finished_results", "write_tables"]
 
@@ -45,7 +48,7 @@ class Grid:
     training: TrainingCommand
     select: str = "best"
     conditions: tuple[str, ...] = ()  # weather conditions scored on val
-    weather_severity: int = 3
+    weather_severities: tuple[int, ...] = (3,)
     weather_seed: int = 0
     eval_kw: dict[str, Any] = field(default_factory=dict)  # evaluate_checkpoint arguments
     digits: int = 2
@@ -53,7 +56,12 @@ class Grid:
 
     @property
     def weather_splits(self) -> list[str]:
-        return [weather_split_name(c, self.weather_severity) for c in self.conditions]
+        return [weather_split_name(c, s) for c in self.conditions for s in self.weather_severities]
+
+    @property
+    def area_ranges(self) -> str:
+        """The runs' area protocol (their --area-ranges), used by every evaluation."""
+        return self.training.config.area_ranges
 
     def dataset(self, name: str) -> dict[str, Any]:
         return next(d for d in self.datasets if d["name"] == name)
@@ -67,11 +75,9 @@ class Grid:
         if dataset["test_img"]:
             sets["test"] = (dataset["test_img"], dataset["test_ann"])
         for c in self.conditions:
-            paths = weather_set_paths(self.weather_root(dataset), c, self.weather_severity)
-            sets[weather_split_name(c, self.weather_severity)] = (
-                paths["img_dir"],
-                paths["ann_file"],
-            )
+            for sev in self.weather_severities:
+                paths = weather_set_paths(self.weather_root(dataset), c, sev)
+                sets[weather_split_name(c, sev)] = (paths["img_dir"], paths["ann_file"])
         return sets
 
     def run_dir(self, spec: RunSpec) -> str:
@@ -83,7 +89,7 @@ def describe_plan(grid: Grid) -> list[str]:
     lines = []
     for spec in grid.plan:
         ds, run_dir = grid.dataset(spec.dataset), grid.run_dir(spec)
-        done = is_finished(run_dir, grid.select, grid.eval_sets(ds))
+        done = is_finished(run_dir, grid.select, grid.eval_sets(ds), grid.area_ranges)
         cmd = " ".join(train_command(grid.training, spec, ds, run_dir))
         lines.append(f"{'finished' if done else 'to run':9s} {run_dir}\n          {cmd}")
     return lines
@@ -116,14 +122,16 @@ def _train(grid: Grid, spec: RunSpec, tag: str, say: Say) -> bool:
 
 def _make_weather_sets(grid: Grid, dataset: dict[str, Any]) -> None:
     for c in grid.conditions:
-        make_weather_set(
-            dataset["val_img"],
-            dataset["val_ann"],
-            grid.weather_root(dataset),
-            c,
-            grid.weather_severity,
-            grid.weather_seed,
-        )
+        for sev in grid.weather_severities:
+            make_weather_set(
+                dataset["val_img"],
+                dataset["val_ann"],
+                grid.weather_root(dataset),
+                c,
+                sev,
+                grid.weather_seed,
+                max_images=grid.training.config.max_val_images or None,
+            )
 
 
 def _run_one(grid: Grid, i: int, spec: RunSpec, weather_ready: set, say: Say, namer) -> bool:
@@ -134,7 +142,7 @@ def _run_one(grid: Grid, i: int, spec: RunSpec, weather_ready: set, say: Say, na
     check_run_config(
         run_dir, spec, train_command(grid.training, spec, ds, run_dir)[3:], grid.training
     )
-    if is_finished(run_dir, grid.select, grid.eval_sets(ds)):
+    if is_finished(run_dir, grid.select, grid.eval_sets(ds), grid.area_ranges):
         say(f"{tag}: finished, skipped")
         return True
     if not _train(grid, spec, tag, say):
@@ -148,7 +156,8 @@ def _run_one(grid: Grid, i: int, spec: RunSpec, weather_ready: set, say: Say, na
         say(f"{tag}: FAILED to score: {worded(exc, namer)}")
         return False
     val = r["splits"]["val"]
-    scores = " ".join(f"{k}={val.get(k, float('nan')):.4f}" for k in ("AP", "AP_small", "AP50"))
+    shown = ("AP", report_metrics(grid.area_ranges)[0], "AP50")
+    scores = " ".join(f"{k}={val.get(k, float('nan')):.4f}" for k in shown)
     say(f"{tag}: done; val ({grid.select}) {scores}")
     return True
 
@@ -176,18 +185,21 @@ def finished_results(grid: Grid) -> list[dict[str, Any]]:
 def write_tables(grid: Grid, results: list[dict[str, Any]]) -> tuple[str, str, str]:
     """Writes OUT/results_<select>.md and .csv; returns (Markdown text, md path, csv path)."""
     has_test = any(d["test_img"] for d in grid.datasets)
-    text, csv_rows = build_report(
+    severities = ",".join(map(str, grid.weather_severities))
+    text, csv_rows, robust = build_report(
         results,
         group_order(grid.plan),
         len({s.seed for s in grid.plan}),
         grid.select,
         splits=["val"] + (["test"] if has_test else []),
-        weather_splits=grid.weather_splits,
-        weather_note=f"; severity {grid.weather_severity}, weather seed {grid.weather_seed}",
+        conditions=grid.conditions,
+        severities=grid.weather_severities,
+        weather_note=f"; severities {severities}, weather seed {grid.weather_seed}",
         digits=grid.digits,
+        area_ranges=grid.area_ranges,
     )
     md_path = os.path.join(grid.out_root, f"results_{grid.select}.md")
     csv_path = os.path.join(grid.out_root, f"results_{grid.select}.csv")
     write_text(text + "\n", md_path)
-    write_csv(csv_rows, csv_path)
+    write_csv(csv_rows, csv_path, report_metrics(grid.area_ranges), robust)
     return text, md_path, csv_path

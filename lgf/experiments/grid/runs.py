@@ -150,10 +150,11 @@ def read_result(run_dir: str, select: str) -> dict[str, Any] | None:
         return None
 
 
-def is_finished(run_dir: str, select: str, eval_sets: EvalSets) -> bool:
-    """True when the marker covers every split of `eval_sets`, scored from the same files."""
+def is_finished(run_dir: str, select: str, eval_sets: EvalSets, area_ranges: str = "coco") -> bool:
+    """True when the marker covers every split of `eval_sets`, scored from the same files with
+    the area protocol `area_ranges`."""
     r = read_result(run_dir, select)
-    if r is None:
+    if r is None or r.get("area_ranges", "coco") != area_ranges:
         return False
     sources = r.get("sources", {})
     return all(
@@ -208,12 +209,15 @@ def score_run(
     if summary is None:
         raise FileNotFoundError(f"{run_dir}: no summary.json, the run's training has not ended")
     ckpt, step = _selected_checkpoint(run_dir, summary, select)
+    areas = eval_kw.get("area_ranges", "coco")
     old = read_result(run_dir, select) or {}
-    reuse = old.get("checkpoint_step") == step
+    reuse = old.get("checkpoint_step") == step and old.get("area_ranges", "coco") == areas
     splits, sources = {}, {}
     for split, (img, ann) in eval_sets.items():
         src = {"img": img, "ann": ann}
         logged = _val_metrics_from_logs(run_dir, summary, select) if split == "val" else None
+        if logged is not None and logged.get("area_ranges", "coco") != areas:
+            logged = None  # the trainer scored other buckets
         if reuse and old.get("sources", {}).get(split) == src and split in old.get("splits", {}):
             splits[split] = old["splits"][split]
         elif logged is not None:
@@ -225,6 +229,7 @@ def score_run(
     result = {
         **dataclasses.asdict(spec),
         "select": select,
+        "area_ranges": areas,
         "checkpoint": ckpt,
         "checkpoint_step": step,
         "splits": splits,

@@ -19,10 +19,9 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torchvision.transforms.v2.functional import pil_to_tensor
 
 from ..blocks import LGFPaper
-from ..data import decode_image
+from ..data import read_image
 from ..modes import model_from_checkpoint
 from ..training.checkpoint import load_checkpoint
 from ..utils.atomic_write import atomic_write, write_json
@@ -253,7 +252,7 @@ def visualize_images(
     titles = _gate_titles(block) if block is not None else None
     written, used = [], set()
     for path in images:
-        image = pil_to_tensor(decode_image(path)).float().div_(255.0)
+        image = read_image(path)
         result = predict_with_gates(model, image)
         stem = os.path.join(out_dir, _unique_stem(path, used))
         render(image, result, names, stem + ".png", score_thresh, None, titles, layout)

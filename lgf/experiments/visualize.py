@@ -36,7 +36,7 @@ def load_model(
     """(model in eval mode on `device`, class names indexed by label - 1) of a trainer
     checkpoint."""
     ckpt = load_checkpoint(checkpoint)
-    model, _ = model_from_checkpoint(ckpt, use_ema=use_ema)
+    model, _ = model_from_checkpoint(ckpt, use_ema=use_ema, source=repr(checkpoint))
     names = list(ckpt.get("class_names") or [])
     return model.to(device).eval(), names
 

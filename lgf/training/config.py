@@ -73,6 +73,7 @@ class TrainConfig:
     best_metric: str = "AP_small"
     output_dir: str = "runs/train"
     resume: str | None = None  # a checkpoint, or "auto" for OUTPUT_DIR/last.pt if it exists
+    overwrite: bool = False  # replace a run already in output_dir (its artefacts are deleted)
     save_every_iters: int = 0
     log_every: int = 10
     no_progress: bool = False
@@ -99,5 +100,6 @@ RUNTIME_FIELDS = frozenset(
         "dist_url",
         "resume",
         "output_dir",
+        "overwrite",
     }
 )

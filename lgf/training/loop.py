@@ -121,6 +121,13 @@ class TrainState:
             "epoch_losses": self.losses.state_dict(),
         }
 
+    def epoch_losses(self) -> LossMeter:
+        """The loss sums of the current epoch: cleared at its start, kept (restored from the
+        checkpoint) when a resumed run continues it."""
+        if self.iter_in_epoch == 0:
+            self.losses.reset()
+        return self.losses
+
     def load_state_dict(self, d: dict[str, Any]) -> None:
         self.epoch = int(d["epoch"])
         self.iter_in_epoch = int(d["iter_in_epoch"])
@@ -240,9 +247,7 @@ def train_one_epoch(
     n_steps = steps_per_epoch(full_batches, accum, limits.iters_per_epoch)
     total_micro = min(full_batches, n_steps * accum)
     micro = state.iter_in_epoch * accum
-    meter, stopped, t0 = state.losses, False, time.time()
-    if state.iter_in_epoch == 0:
-        meter.reset()
+    meter, stopped, t0 = state.epoch_losses(), False, time.time()
     bar = _progress_bar(total_micro, micro, epoch) if limits.progress else None
     run.optimizer.zero_grad(set_to_none=True)
     for images, targets in loader:

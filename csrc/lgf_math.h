@@ -1,8 +1,8 @@
-// Per-element math of the fused LGF op (DESIGN.md section 2), written once for every backend.
+// Per-element math of the fused LGF op (docs/design.md §2), written once for every backend.
 //
 // The functions are templates over the compute type T: float or double on the host and the
-// device, and the CPU vector types of csrc/cpu (which provide +, -, *, / and either lgf_exp or
-// their own sigmoid_pair).
+// device, and the CPU vector types of csrc/cpu (which provide +, -, *, / and either lgf_exp and <
+// or their own sigmoid_pair / sigmoid_slope_pair).
 // fp16/bf16 inputs are converted to float before they reach these functions.
 #pragma once
 
@@ -37,12 +37,32 @@ LGF_HD T lgf_sigmoid(T z) {
   return T(1) / (T(1) + lgf_exp(-z));
 }
 
-// Both gates at once. Backends may overload this for their vector types (found by
-// argument-dependent lookup), e.g. to share one reciprocal between the two sigmoids.
+// A sigmoid and its slope s' = s (1 - s), both from E = exp(-|z|) in [0, 1]: with q = 1 / (1 + E),
+// s = q for z >= 0, s = E q for z < 0, and s' = E q^2. Forming 1 - s instead loses every digit once
+// s rounds near 1 (s' then bottoms out at an ulp of 1, ~6e-8 in float, where the truth underflows
+// to 0, and large |l| multiply that error), and exp(+|z|) would overflow. A NaN z gives NaN.
+template <typename T>
+LGF_HD void sigmoid_slope(T z, T& s, T& ds) {
+  const bool negative = z < T(0);
+  const T e = lgf_exp(negative ? z : -z);
+  const T q = T(1) / (T(1) + e);
+  const T eq = e * q;
+  s = negative ? eq : q;
+  ds = eq * q;
+}
+
+// Both gates at once: the sigmoids (forward) and the sigmoids with their slopes (backward).
+// Backends may overload these for their vector types (found by argument-dependent lookup).
 template <typename T>
 LGF_HD void sigmoid_pair(T z1, T z2, T& s1, T& s2) {
   s1 = lgf_sigmoid(z1);
   s2 = lgf_sigmoid(z2);
+}
+
+template <typename T>
+LGF_HD void sigmoid_slope_pair(T z1, T z2, T& s1, T& ds1, T& s2, T& ds2) {
+  sigmoid_slope(z1, s1, ds1);
+  sigmoid_slope(z2, s2, ds2);
 }
 
 // Gate coefficients of one (n, c): the parts of z_l and z_g that do not depend on l.
@@ -64,7 +84,9 @@ LGF_HD GateCoef<T> make_gate_coef(T a_l, T b_l, T c_l, T a_g, T b_g, T c_g, T ga
   return k;
 }
 
-// y = x + gamma * (s_l * l + s_g * g)
+// y = x + gamma * (s_l * l + s_g * g). Each product is bounded by |l| or |g| (s in [0, 1]), so a
+// finite y stays finite; a sigmoid that underflows to 0 gives 0 * l = 0 (NaN for an infinite l,
+// as in the reference).
 template <typename T>
 LGF_HD T forward_point(T x, T l, const GateCoef<T>& k) {
   T s_l, s_g;
@@ -74,7 +96,9 @@ LGF_HD T forward_point(T x, T l, const GateCoef<T>& k) {
 
 // Everything one pixel contributes to the backward pass, given l (recomputed) and dy.
 //   mix = s_l*l + s_g*g                  (dgamma = sum dy * mix)
-//   dzl = t*l*s_l*(1-s_l), dzg = t*g*s_g*(1-s_g)   with t = dy * gamma
+//   dzl = t*l*s_l*(1-s_l), dzg = t*g*s_g*(1-s_g)   with t = dy * gamma (l times the slope
+//                                        first: the slope is at most 1/4, so where it underflows
+//                                        to 0 the product is 0, not t*l = inf times 0)
 //   tsg = t * s_g                        (dg = sum tsg + b_l * sum dzl + b_g * sum dzg)
 //   dl  = t*s_l + a_l*dzl + a_g*dzg      (feeds dbias, dweight and dx)
 template <typename T>
@@ -84,13 +108,13 @@ struct PointGrad {
 
 template <typename T>
 LGF_HD PointGrad<T> backward_point(T l, T dy, const GateCoef<T>& k) {
-  T s_l, s_g;
-  sigmoid_pair(k.a_l * l + k.kl, k.a_g * l + k.kg, s_l, s_g);
+  T s_l, ds_l, s_g, ds_g;
+  sigmoid_slope_pair(k.a_l * l + k.kl, k.a_g * l + k.kg, s_l, ds_l, s_g, ds_g);
   T t = dy * k.gamma;
   PointGrad<T> r;
   r.mix = s_l * l + s_g * k.g;
-  r.dzl = t * l * s_l * (T(1) - s_l);
-  r.dzg = t * k.g * s_g * (T(1) - s_g);
+  r.dzl = t * (l * ds_l);
+  r.dzg = t * (k.g * ds_g);
   r.tsg = t * s_g;
   r.dl = t * s_l + k.a_l * r.dzl + k.a_g * r.dzg;
   return r;

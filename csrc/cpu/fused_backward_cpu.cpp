@@ -48,7 +48,7 @@ void backward_nchw(const at::Tensor& dy, const at::Tensor& x, const ParamTensors
         if (h < H) {
           load_plane_row(X, n, c, h + 1, H, W, xrow(h + 1));
           gather(DY.at(n, c, h, 0), DY.sW, W, dyrow(h), 1);
-          K.nchw_backward_dl(xrow(h - 1), xrow(h), xrow(h + 1), dyrow(h), p, dlrow(h), acc, Wp);
+          K.nchw_backward_dl(xrow(h - 1), xrow(h), xrow(h + 1), dyrow(h), p, dlrow(h), acc, W);
         } else {
           std::fill(dlrow(H), dlrow(H) + Lp, T(0));
         }

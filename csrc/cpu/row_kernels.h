@@ -69,9 +69,10 @@ struct RowKernels {
   // do not reach in time.
   void (*nchw_forward)(const T* x, int64_t xs, int64_t rows, const T* above, const T* below, int64_t W,
                        const PlaneCoef<T>& p, T* y, int64_t ys, const T* next_x, T* next_y);
-  // dl (padded) of one row; adds the row's partial sums into acc[NUM_SLOTS].
+  // dl (padded) of columns [0, W) of one row, left 0 beyond; adds the row's partial sums of
+  // those columns into acc[NUM_SLOTS].
   void (*nchw_backward_dl)(const T* r0, const T* r1, const T* r2, const T* dy, const PlaneCoef<T>& p, T* dl,
-                           T* acc, int64_t Wp);
+                           T* acc, int64_t W);
   // dx = dy + rotated-filter convolution of the padded dl rows h-1, h, h+1.
   void (*nchw_backward_dx)(const T* d0, const T* d1, const T* d2, const T* dy, const PlaneCoef<T>& p, T* dx,
                            int64_t Wp);

@@ -36,23 +36,29 @@ inline Vec8f operator*(Vec8f a, Vec8f b) { return _mm256_mul_ps(a.v, b.v); }
 inline Vec8f operator/(Vec8f a, Vec8f b) { return _mm256_div_ps(a.v, b.v); }
 inline Vec8f operator-(Vec8f a) { return _mm256_xor_ps(a.v, _mm256_set1_ps(-0.0f)); }
 
+inline Vec8f zero_outside(Vec8f a, Vec8f::Mask m) { return _mm256_and_ps(a.v, _mm256_castsi256_ps(m)); }
 inline Vec8f fmadd(Vec8f a, Vec8f b, Vec8f c) { return _mm256_fmadd_ps(a.v, b.v, c.v); }
 inline Vec8f rcp_estimate(Vec8f a) { return _mm256_rcp_ps(a.v); }
-// u is clamped to [-63, 62] so that scale_pow2 stays in the normal range.
+// u is clamped to [-127, 128] (NaN passes: minps/maxps return their second operand then) so that
+// floor(u) + 127 is a valid biased exponent of 2^n, 0 for n = -127 and inf for n = 128.
 inline void floor_split(Vec8f u, Vec8f& n, Vec8f& f) {
-  u = _mm256_max_ps(_mm256_min_ps(u.v, _mm256_set1_ps(62.0f)), _mm256_set1_ps(-63.0f));
+  u = _mm256_max_ps(_mm256_set1_ps(-127.0f), _mm256_min_ps(_mm256_set1_ps(128.0f), u.v));
   n = _mm256_floor_ps(u.v);
   f = u - n;
 }
-// p * 2^n by adding n to p's exponent bits (p is in [1, 2), |n| <= 63: stays normal).
+// p * 2^n with 2^n built from its exponent bits (0 for n = -127, inf for n = 128; NaN p stays NaN).
 inline Vec8f scale_pow2(Vec8f p, Vec8f n) {
-  const __m256i e = _mm256_slli_epi32(_mm256_cvttps_epi32(n.v), 23);
-  return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p.v), e));
+  const __m256i e = _mm256_add_epi32(_mm256_cvttps_epi32(n.v), _mm256_set1_epi32(127));
+  return p * Vec8f(_mm256_castsi256_ps(_mm256_slli_epi32(e, 23)));
 }
+inline Vec8f neg_abs(Vec8f v) { return _mm256_or_ps(v.v, _mm256_set1_ps(-0.0f)); }
+inline Vec8f select_if_negative(Vec8f m, Vec8f a, Vec8f b) { return _mm256_blendv_ps(b.v, a.v, m.v); }
 
 #include "cpu/simd_math.h"
 
-inline void sigmoid_pair(Vec8f z1, Vec8f z2, Vec8f& s1, Vec8f& s2) { sigmoid_pair_fast(z1, z2, s1, s2); }
+inline void sigmoid_slope_pair(Vec8f z1, Vec8f z2, Vec8f& s1, Vec8f& ds1, Vec8f& s2, Vec8f& ds2) {
+  sigmoid_slope_pair_fast(z1, z2, s1, ds1, s2, ds2);
+}
 inline Exp2GateCoef<Vec8f> prepare_forward(const lgf::GateCoef<Vec8f>& k) { return exp2_gate_coef(k); }
 inline Vec8f forward_point(Vec8f x, Vec8f l, const Exp2GateCoef<Vec8f>& k) { return forward_point_fast(x, l, k); }
 

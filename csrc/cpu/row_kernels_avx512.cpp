@@ -34,20 +34,27 @@ inline Vec16f operator*(Vec16f a, Vec16f b) { return _mm512_mul_ps(a.v, b.v); }
 inline Vec16f operator/(Vec16f a, Vec16f b) { return _mm512_div_ps(a.v, b.v); }
 inline Vec16f operator-(Vec16f a) { return _mm512_sub_ps(_mm512_setzero_ps(), a.v); }
 
+inline Vec16f zero_outside(Vec16f a, Vec16f::Mask m) { return _mm512_maskz_mov_ps(m, a.v); }
 inline Vec16f fmadd(Vec16f a, Vec16f b, Vec16f c) { return _mm512_fmadd_ps(a.v, b.v, c.v); }
 inline Vec16f rcp_estimate(Vec16f a) { return _mm512_rcp14_ps(a.v); }
-// vreduceps gives u - floor(u) in one instruction, and vscalefps applies floor() to its exponent
-// operand itself, so min(u, 62) serves as n directly (off the critical path of f).
+// vreduceps gives u - floor(u) in one instruction (0 for infinite u), and vscalefps applies
+// floor() to its exponent operand itself and saturates (0 far below, inf from 128 on), so u
+// serves as n unclamped.
 inline void floor_split(Vec16f u, Vec16f& n, Vec16f& f) {
   f = _mm512_reduce_ps(u.v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-  n = _mm512_min_ps(u.v, _mm512_set1_ps(62.0f));
+  n = u;
 }
-// vscalefps saturates: 2^n underflows to 0 for very negative n, so no lower clamp is needed.
 inline Vec16f scale_pow2(Vec16f p, Vec16f n) { return _mm512_scalef_ps(p.v, n.v); }
+inline Vec16f neg_abs(Vec16f v) { return _mm512_or_ps(v.v, _mm512_set1_ps(-0.0f)); }
+inline Vec16f select_if_negative(Vec16f m, Vec16f a, Vec16f b) {
+  return _mm512_mask_blend_ps(_mm512_movepi32_mask(_mm512_castps_si512(m.v)), b.v, a.v);
+}
 
 #include "cpu/simd_math.h"
 
-inline void sigmoid_pair(Vec16f z1, Vec16f z2, Vec16f& s1, Vec16f& s2) { sigmoid_pair_fast(z1, z2, s1, s2); }
+inline void sigmoid_slope_pair(Vec16f z1, Vec16f z2, Vec16f& s1, Vec16f& ds1, Vec16f& s2, Vec16f& ds2) {
+  sigmoid_slope_pair_fast(z1, z2, s1, ds1, s2, ds2);
+}
 inline Exp2GateCoef<Vec16f> prepare_forward(const lgf::GateCoef<Vec16f>& k) { return exp2_gate_coef(k); }
 inline Vec16f forward_point(Vec16f x, Vec16f l, const Exp2GateCoef<Vec16f>& k) { return forward_point_fast(x, l, k); }
 

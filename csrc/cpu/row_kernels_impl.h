@@ -1,9 +1,11 @@
 // Implementations of the row kernels (see row_kernels.h), generic over a SIMD vector type V.
 //
 // V provides: typename V::Scalar, V::kWidth, V(Scalar) (broadcast), V::load(const Scalar*),
-// store(Scalar*), + - * / and unary -, free functions hsum(V) and either lgf_exp(V) or its own
-// sigmoid_pair and forward_point overloads (the SIMD types: simd_math.h), masked access:
-// typename V::Mask, V::lanes(lo, hi), V::load(const Scalar*, Mask), store(Scalar*, Mask), and
+// store(Scalar*), + - * / and unary -, free functions hsum(V) and either lgf_exp(V) and < (for
+// the generic functions of lgf_math.h) or its own sigmoid_slope_pair, prepare_forward and
+// forward_point overloads (the SIMD types: simd_math.h), masked access:
+// typename V::Mask, V::lanes(lo, hi), V::load(const Scalar*, Mask), store(Scalar*, Mask),
+// zero_outside(V, Mask) (0 in the lanes outside the mask, whatever they held, NaN too), and
 // lane shifts left_neighbors(cur, prev) / right_neighbors(cur, next) (lane k holds element k - 1
 // of prev|cur, or k + 1 of cur|next).
 // Include this header only inside an anonymous namespace of a translation unit that also
@@ -21,16 +23,15 @@ inline Filter9<V> broadcast_filter(const T* w) {
   return f;
 }
 
-// b + sum over rows i and taps j in [J0, J1) of f[i*3+j] * tap(i, j): the 3x3 stencil from its
-// input vectors (taps outside [J0, J1) are skipped: they fall outside the image). One partial sum
+// b + sum_{i,j} f[i*3+j] * tap(i, j): the 3x3 stencil from its input vectors. One partial sum
 // per row keeps the dependency chain short (3 FMAs deep instead of 9).
-template <int J0 = 0, int J1 = 3, typename V, typename Tap>
+template <typename V, typename Tap>
 inline V stencil_taps(const Filter9<V>& f, V b, Tap tap) {
   V a[3];
   for (int i = 0; i < 3; ++i) {
-    for (int j = J0; j < J1; ++j) {
+    for (int j = 0; j < 3; ++j) {
       const V t = f.w[i * 3 + j] * tap(i, j);
-      a[i] = j > J0 ? t + a[i] : i == 0 ? t + b : t;
+      a[i] = j > 0 ? t + a[i] : i == 0 ? t + b : t;
     }
   }
   return (a[0] + a[1]) + a[2];
@@ -215,17 +216,21 @@ void nchw_forward(const typename V::Scalar* x, int64_t xs, int64_t rows, const t
   }
 }
 
+// Columns [0, W) of one row: whole vectors, then a last vector (if W is not a multiple of the
+// width) whose lanes beyond W - 1 add nothing to the sums and leave their dl 0 (their x are zero
+// padding, so with an infinite weight or an infinite neighbour their l and slopes can be NaN).
 template <typename V>
 void nchw_backward_dl(const typename V::Scalar* r0, const typename V::Scalar* r1, const typename V::Scalar* r2,
                       const typename V::Scalar* dy, const lgf::cpu::PlaneCoef<typename V::Scalar>& p,
-                      typename V::Scalar* dl, typename V::Scalar* acc, int64_t Wp) {
+                      typename V::Scalar* dl, typename V::Scalar* acc, int64_t W) {
   using T = typename V::Scalar;
   const Filter9<V> f = broadcast_filter<V>(p.w);
   const V bias(p.bias);
   const lgf::GateCoef<V> k = broadcast_coef<V>(p.k);
+  const int64_t whole = W / V::kWidth * V::kWidth;
   SlotAcc<V> sums;
   int64_t w = 0;
-  for (; w + 2 * V::kWidth <= Wp; w += 2 * V::kWidth) {
+  for (; w + 2 * V::kWidth <= whole; w += 2 * V::kWidth) {
     const int64_t w2 = w + V::kWidth;
     V l1 = stencil3x3(f, r0, r1, r2, w, 1, bias);
     V l2 = stencil3x3(f, r0, r1, r2, w2, 1, bias);
@@ -237,12 +242,22 @@ void nchw_backward_dl(const typename V::Scalar* r0, const typename V::Scalar* r1
     sums.add(pg1, l1, d1, pg1.dl, r0, r1, r2, w, 1);
     sums.add(pg2, l2, d2, pg2.dl, r0, r1, r2, w2, 1);
   }
-  for (; w < Wp; w += V::kWidth) {
+  for (; w < whole; w += V::kWidth) {
     V l = stencil3x3(f, r0, r1, r2, w, 1, bias);
     V d = V::load(dy + w);
     lgf::PointGrad<V> pg = lgf::backward_point(l, d, k);
     pg.dl.store(dl + 1 + w);
     sums.add(pg, l, d, pg.dl, r0, r1, r2, w, 1);
+  }
+  if (whole < W) {
+    const typename V::Mask inside = V::lanes(0, W - whole);
+    V l = stencil3x3(f, r0, r1, r2, whole, 1, bias);
+    V d = V::load(dy + whole);
+    lgf::PointGrad<V> pg = lgf::backward_point(l, d, k);
+    pg.dl.store(dl + 1 + whole, inside);
+    SlotAcc<V> tail;
+    tail.add(pg, l, d, pg.dl, r0, r1, r2, whole, 1);
+    for (int s = 0; s < lgf::NUM_SLOTS; ++s) sums.s[s] = sums.s[s] + zero_outside(tail.s[s], inside);
   }
   for (int s = 0; s < lgf::NUM_SLOTS; ++s) acc[s] += T(hsum(sums.s[s]));
 }
@@ -285,13 +300,15 @@ void nhwc_forward_pixels(const typename V::Scalar* const (&rp)[3], int64_t xw, i
       v.store(out + u * yw);
     }
   };
-  // U pixels from q on with taps [J0, J1): stencils first, then the gates (independent chains).
+  // U pixels from q on whose columns [J0, J1) lie inside the image: stencils first, then the gates
+  // (independent chains). Columns outside are zeros that the filter still multiplies, as in every
+  // other stencil here and in the reference's zero padding (an infinite weight gives NaN there).
   auto pixels = [&](auto unroll, auto taps) {
     constexpr int U = decltype(unroll)::kVectors, J0 = decltype(taps)::kFirst, J1 = decltype(taps)::kEnd;
     V l[U];
     for (int u = 0; u < U; ++u) {
       const T* const qu[3] = {q[0] + u * xw, q[1] + u * xw, q[2] + u * xw};
-      l[u] = stencil_taps<J0, J1>(f, bias, [&](int i, int j) { return ld(qu[i] + (j - 1) * xw); });
+      l[u] = stencil_taps(f, bias, [&](int i, int j) { return j < J0 || j >= J1 ? V(T(0)) : ld(qu[i] + (j - 1) * xw); });
     }
     for (int u = 0; u < U; ++u) {
       // Pixels are short channel runs C apart in a channels_last tensor, which the hardware

@@ -23,6 +23,8 @@ struct Lane {
     if (m) *p = v;
   }
 };
+template <typename T>
+inline Lane<T> zero_outside(Lane<T> a, bool m) { return Lane<T>(m ? a.v : T(0)); }
 
 template <typename T>
 inline Lane<T> operator+(Lane<T> a, Lane<T> b) { return Lane<T>(a.v + b.v); }
@@ -34,6 +36,8 @@ template <typename T>
 inline Lane<T> operator/(Lane<T> a, Lane<T> b) { return Lane<T>(a.v / b.v); }
 template <typename T>
 inline Lane<T> operator-(Lane<T> a) { return Lane<T>(-a.v); }
+template <typename T>
+inline bool operator<(Lane<T> a, Lane<T> b) { return a.v < b.v; }
 template <typename T>
 inline Lane<T> lgf_exp(Lane<T> a) { return Lane<T>(lgf::lgf_exp(a.v)); }
 template <typename T>

@@ -4,20 +4,23 @@
 // primitives are defined for it:
 //   V fmadd(V a, V b, V c)          a * b + c
 //   void floor_split(V u, V& n, V& f)
-//                                   for any finite u: f in [0, 1) with f = u - floor(u) when u < 62,
-//                                   and an n that scale_pow2 reads as min(floor(u), 62)
-//   V scale_pow2(V p, V n)          p * 2^n for the n of floor_split; for u < -63 the result may be
-//                                   0 or p * 2^-63 (both vanish next to the 1 it is added to)
+//                                   f in [0, 1) with u = floor(u) + f for finite u (f may be
+//                                   anything where u is infinite), and an n that scale_pow2 reads
+//                                   as floor(u); NaN stays NaN
+//   V scale_pow2(V p, V n)          p * 2^n for p in [1, 2) and the n of floor_split: inf where
+//                                   n >= 128, 0 (or the exact subnormal) where n < -126, NaN for NaN
+//   V neg_abs(V v)                  -|v| (NaN stays NaN)
+//   V select_if_negative(V m, V a, V b)
+//                                   a where m's sign bit is set, else b
 //   V rcp_estimate(V)               a reciprocal estimate with at least 11 good bits
 
 constexpr float kNegLog2e = -1.4426950408889634f;
 
-// 2^u for u < 62, and a value in [2^62, 2^63) above: (1 + 2^u1)(1 + 2^u2) < 2^127 stays finite, and
-// a sigmoid 1 / (1 + 2^u) there is below 2.2e-19, as it should be. u = floor(u) + f, f in [0, 1),
-// 2^f by a degree-5 polynomial fitted for relative error (1.7e-7 on [0, 1) in float; weighted least
-// squares on Chebyshev nodes), evaluated in Estrin form (three FMAs deep instead of five).
+// 2^u for every u: 0 far below (or a subnormal), +inf from 128 on, NaN for NaN. u = floor(u) + f,
+// f in [0, 1), 2^f by a degree-5 polynomial fitted for relative error (1.7e-7 on [0, 1) in float;
+// weighted least squares on Chebyshev nodes), evaluated in Estrin form (three FMAs deep, not five).
 template <typename V>
-inline V exp2_bounded(V u) {
+inline V exp2_full(V u) {
   V n, f;
   floor_split(u, n, f);
   const V f2 = f * f;
@@ -27,29 +30,29 @@ inline V exp2_bounded(V u) {
   return scale_pow2(fmadd(fmadd(p45, f2, p23), f2, p01), n);
 }
 
-// 1 + 2^u for both gates.
-template <typename V>
-inline void gate_denominators(V u1, V u2, V& d1, V& d2) {
-  const V one(1.0f);
-  d1 = one + exp2_bounded(u1);
-  d2 = one + exp2_bounded(u2);
-}
-
-// 1 / p: the hardware estimate refined by one Newton step.
+// 1 / p for p in [1, 2]: the hardware estimate refined by one Newton step.
 template <typename V>
 inline V reciprocal(V p) {
   const V r = rcp_estimate(p);
   return r * fmadd(-p, r, V(2.0f));
 }
 
-// Both gate sigmoids with one reciprocal: r = 1 / (d1 d2), s1 = r d2, s2 = r d1.
+// lgf::sigmoid_slope for both gates, from w = -z log2(e): E = 2^-|w| = exp(-|z|) never overflows
+// and q = 1 / (1 + E) has its denominator in [1, 2]. Each gate has its own reciprocal, so a NaN
+// in one gate does not reach the other gate's sums (as in the reference).
 template <typename V>
-inline void sigmoid_pair_fast(V z1, V z2, V& s1, V& s2) {
-  V d1, d2;
-  gate_denominators(z1 * V(kNegLog2e), z2 * V(kNegLog2e), d1, d2);
-  const V r = reciprocal(d1 * d2);
-  s1 = r * d2;
-  s2 = r * d1;
+inline void sigmoid_slope_from_exp2_arg(V w, V& s, V& ds) {
+  const V e = exp2_full(neg_abs(w));
+  const V q = reciprocal(V(1.0f) + e);
+  const V eq = e * q;
+  s = select_if_negative(w, q, eq);  // w < 0 is z > 0
+  ds = eq * q;
+}
+
+template <typename V>
+inline void sigmoid_slope_pair_fast(V z1, V z2, V& s1, V& ds1, V& s2, V& ds2) {
+  sigmoid_slope_from_exp2_arg(z1 * V(kNegLog2e), s1, ds1);
+  sigmoid_slope_from_exp2_arg(z2 * V(kNegLog2e), s2, ds2);
 }
 
 // The forward's gate coefficients with a_l, kl, a_g, kg multiplied by -log2(e), so that one FMA
@@ -65,14 +68,16 @@ inline Exp2GateCoef<V> exp2_gate_coef(const lgf::GateCoef<V>& k) {
   return {k.a_l * s, k.kl * s, k.a_g * s, k.kg * s, k.gamma, k.g};
 }
 
-// lgf::forward_point with the mix taken over the common denominator:
-//   s_l l + s_g g = (d2 l + d1 g) / (d1 d2)
-// One true division is cheaper here than the reciprocal estimate, its Newton step and a multiply
-// (the divider runs beside the FMA pipes), and exact.
+// lgf::forward_point as s_l l + s_g g = l / d1 + g / d2 with d = 1 + 2^u in [1, +inf]: two true
+// divisions. Each quotient is bounded by |l| or |g|, and a saturated gate's d = inf gives exactly
+// 0 (NaN for an infinite l or g, as in the reference). A common denominator d1 d2 (one division)
+// would overflow for large |l| and needs 2^u clamped, which leaves saturated gates at ~2^-62
+// instead of 0. The divider runs beside the FMA pipes: the second division measured no slower
+// than rcp14 with a Newton step (and a fix-up for d = inf) in its place.
 template <typename V>
 inline V forward_point_fast(V x, V l, const Exp2GateCoef<V>& k) {
-  V d1, d2;
-  gate_denominators(fmadd(k.a_l, l, k.kl), fmadd(k.a_g, l, k.kg), d1, d2);
-  const V mix = fmadd(d1, k.g, d2 * l) / (d1 * d2);
-  return fmadd(k.gamma, mix, x);
+  const V one(1.0f);
+  const V d1 = one + exp2_full(fmadd(k.a_l, l, k.kl));
+  const V d2 = one + exp2_full(fmadd(k.a_g, l, k.kg));
+  return fmadd(k.gamma, l / d1 + k.g / d2, x);
 }

@@ -16,6 +16,7 @@ import torch.nn as nn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 
 from .models import build_retinanet
+from .utils.state_dicts import load_state_dict_checked
 
 __all__ = [
     "MODES",
@@ -93,13 +94,16 @@ def build_model(config: Any, **overrides: Any) -> nn.Module:
     return build_retinanet(**kwargs)
 
 
-def model_from_checkpoint(ckpt: Mapping[str, Any], use_ema: bool = True) -> tuple[nn.Module, bool]:
+def model_from_checkpoint(
+    ckpt: Mapping[str, Any], use_ema: bool = True, source: str = "checkpoint"
+) -> tuple[nn.Module, bool]:
     """Rebuilds the model of a trainer checkpoint (a loaded dict) and loads its weights: the EMA
     weights if asked and present, else the raw ones. No download: the backbone weights come from
-    the checkpoint. Returns (model in eval mode, whether the EMA weights were used)."""
+    the checkpoint. Returns (model in eval mode, whether the EMA weights were used). Weights that
+    do not fit the settings raise WeightsMismatchError (a ValueError) naming `source`."""
     model = build_model(ckpt["args"], weights_backbone=None)
     ema = ckpt.get("ema")
     used_ema = bool(use_ema and ema)
-    model.load_state_dict(ema["module"] if used_ema else ckpt["model"])
+    load_state_dict_checked(model, ema["module"] if used_ema else ckpt["model"], source)
     model.eval()
     return model, used_ema

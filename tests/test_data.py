@@ -208,7 +208,7 @@ def test_missing_annotation_file(tmp_path):
             "bbox",
         ),
         (
-            '{"images": [], '
+            '{"images": [{"id": 1, "file_name": "a.png"}], '
             '"annotations": [{"id": 1, "image_id": 4, "category_id": 1, "bbox": [1, 2, 3, 4]}], '
             '"categories": [{"id": 1, "name": "x"}]}',
             "unknown image_id",

@@ -1,175 +1,77 @@
-"""Demo: a RetinaNet without and with the LGF block, trained briefly on the synthetic small-object
-set and evaluated with pycocotools; prints a side-by-side table.
+"""Demo: a RetinaNet without and with the LGF block, trained from scratch on the synthetic
+small-object set over several seeds; prints mean +- std per mode, the paired differences and
+whether they exceed the seed-to-seed spread (lgf.experiments.demo).
 
-    python -m train.demo                      # about 5-8 minutes on 2 CPU cores
-    python -m train.demo --epochs 2           # quicker, lower AP
+    python -m train.demo                                  # make demo: 2 modes x 3 seeds
+    python -m train.demo --seeds 0 1 2 3 4                # more seeds, a sharper test
     python -m train.demo --modes baseline lgf se cbam lgf_paper
 
 Outputs in --output-dir (default runs/demo): data/ (the synthetic set), one training run per mode
-(checkpoints, logs, training_curves.png) and demo_results.json.
+and seed (MODE/seedN: checkpoints, logs, training_curves.png), demo_results.json and
+demo_table.md. Every run trains afresh (an earlier demo's runs are overwritten).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
-import time
-from typing import Any
 
-from lgf.counting import count_params
-from lgf.data import generate_synthetic_coco
-from lgf.modes import MODES, model_from_checkpoint
-from lgf.training.checkpoint import load_checkpoint
-from lgf.utils.atomic_write import write_json
+from lgf.data import DatasetError
+from lgf.experiments.demo import DemoSettings, format_report, run_demo
+from lgf.modes import MODES
+from lgf.training.checkpoint import CheckpointError
+from lgf.utils.atomic_write import write_json, write_text
+from lgf.utils.setting_errors import NamesSettings
 
-from .train import parse_args, run
-
-ROWS = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AR100", "AR_small")
+from .flags import HelpFormatter, flag, positive_int, report_error
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The demo's parser; defaults from lgf.experiments.demo.DemoSettings."""
     p = argparse.ArgumentParser(
         prog="python -m train.demo",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("--output-dir", default="runs/demo")
-    p.add_argument("--modes", nargs="+", default=["baseline", "lgf"], choices=sorted(MODES))
-    p.add_argument("--backbone", default="resnet18")
-    p.add_argument("--epochs", type=int, default=6)
+    p.set_defaults(**dataclasses.asdict(DemoSettings()))
+    p.add_argument("--output-dir")
+    p.add_argument("--modes", nargs="+", choices=sorted(MODES), help="the first is the baseline")
+    p.add_argument("--seeds", nargs="+", type=int, help="training seeds (two or more for a test)")
+    p.add_argument("--backbone")
+    p.add_argument("--epochs", type=positive_int)
+    p.add_argument("--img-size", type=positive_int, help="synthetic image side = model input")
+    p.add_argument("--num-train", type=positive_int, help="synthetic training images")
+    p.add_argument("--num-val", type=positive_int, help="synthetic validation images")
+    p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--lr", type=float, help="AdamW learning rate")
+    p.add_argument("--warmup-iters", type=int)
+    p.add_argument("--data-seed", type=int, help="seed of the synthetic set (one set for all runs)")
     p.add_argument(
-        "--img-size", type=int, default=128, help="synthetic image side = model input size"
+        "--threads", type=positive_int, help="torch CPU threads (the numbers depend on it)"
     )
-    p.add_argument("--num-train", type=int, default=160, help="synthetic training images")
-    p.add_argument("--num-val", type=int, default=40, help="synthetic validation images")
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--lr", type=float, default=5e-4, help="AdamW learning rate")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, help="DataLoader worker processes")
+    p.add_argument("--device", help="cpu, cuda or auto")
     p.add_argument("--progress", action="store_true", help="show tqdm progress bars")
     return p
 
 
-def _train_argv(mode: str, data: dict[str, str], out: str, a: argparse.Namespace) -> list[str]:
-    """The trainer's flags of one demo run."""
-    argv = [
-        "--train-img",
-        data["train_img"],
-        "--train-ann",
-        data["train_ann"],
-        "--val-img",
-        data["val_img"],
-        "--val-ann",
-        data["val_ann"],
-        "--output-dir",
-        out,
-        "--mode",
-        mode,
-        "--backbone",
-        a.backbone,
-        "--img-size",
-        str(a.img_size),
-        "--anchor-sizes",
-        "16",
-        "32",
-        "64",
-        "128",
-        "256",
-        "--epochs",
-        str(a.epochs),
-        "--batch-size",
-        str(a.batch_size),
-        "--opt",
-        "adamw",
-        "--lr",
-        str(a.lr),
-        "--warmup-iters",
-        "30",
-        "--clip-grad",
-        "10",
-        "--eval-every",
-        str(a.epochs),
-        "--seed",
-        str(a.seed),
-        "--workers",
-        str(a.workers),
-        "--device",
-        a.device,
-        "--log-every",
-        "10",
-    ]
-    if not a.progress:
-        argv.append("--no-progress")
-    return argv
-
-
-def train_mode(mode: str, data: dict[str, str], a: argparse.Namespace) -> dict[str, Any]:
-    """Trains one mode; returns its final metrics, parameter count and training time."""
-    out = os.path.join(a.output_dir, mode)
-    t0 = time.time()
-    summary = run(parse_args(_train_argv(mode, data, out, a)))
-    model, _ = model_from_checkpoint(load_checkpoint(summary["last_checkpoint"]), use_ema=False)
-    metrics = dict(summary["metrics"])
-    metrics["params_M"] = count_params(model) / 1e6
-    metrics["train_s"] = time.time() - t0
-    metrics["run_dir"] = os.path.abspath(out)
-    return metrics
-
-
-def format_table(results: dict[str, dict[str, Any]]) -> str:
-    modes = list(results)
-    base = modes[0]
-    head = f"{'metric':<16}" + "".join(f"{m:>12}" for m in modes)
-    if len(modes) > 1:
-        head += "".join(f"{'d(' + m + ')':>14}" for m in modes[1:])
-    lines = [head, "-" * len(head)]
-    rows = (
-        list(ROWS) + [f"AP[{c}]" for c in results[base]["per_class_AP"]] + ["params_M", "train_s"]
-    )
-    for r in rows:
-        if r.startswith("AP["):
-            vals = [results[m]["per_class_AP"][r[3:-1]] for m in modes]
-        else:
-            vals = [results[m][r] for m in modes]
-        fmt = "{:>12.1f}" if r == "train_s" else ("{:>12.3f}" if r == "params_M" else "{:>12.4f}")
-        line = f"{r:<16}" + "".join(fmt.format(v) for v in vals)
-        if r not in ("train_s", "params_M"):
-            line += "".join(f"{v - vals[0]:>+14.4f}" for v in vals[1:])
-        lines.append(line)
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
-    a = build_parser().parse_args(argv)
-    t0 = time.time()
-    data = generate_synthetic_coco(
-        os.path.join(a.output_dir, "data"),
-        num_train=a.num_train,
-        num_val=a.num_val,
-        image_size=a.img_size,
-        seed=a.seed,
-    )
-    results = {}
-    for mode in a.modes:
-        print(
-            f"\n=== training {mode} ({a.backbone}, {a.img_size} px, {a.epochs} epochs) ===",
-            flush=True,
-        )
-        results[mode] = train_mode(mode, data, a)
-    wall = time.time() - t0
-    table = format_table(results)
-    print(
-        f"\nSynthetic small-object set: {a.num_train} train / {a.num_val} val images of "
-        f"{a.img_size} px; COCO metrics on the val set (higher is better)\n"
-    )
-    print(table)
-    print(f"\ntotal wall time {wall:.0f} s; runs in {os.path.abspath(a.output_dir)}")
+    settings = DemoSettings(**vars(build_parser().parse_args(argv)))
+    try:
+        results = run_demo(settings, say=lambda m: print(f"\n{m}", flush=True))
+    except (NamesSettings, DatasetError, CheckpointError, FileNotFoundError, ValueError) as exc:
+        report_error(exc, flag)
+        return 2
+    report = format_report(results)
+    print("\n" + report)
+    where = os.path.abspath(settings.output_dir)
+    print(f"\ntotal wall time {results['wall_s']:.0f} s; runs in {where}")
     write_json(
-        {"results": results, "wall_s": wall, "args": vars(a), "table": table},
-        os.path.join(a.output_dir, "demo_results.json"),
+        {**results, "report": report}, os.path.join(settings.output_dir, "demo_results.json")
     )
+    write_text(report + "\n", os.path.join(settings.output_dir, "demo_table.md"))
     return 0
 
 

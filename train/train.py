@@ -212,6 +212,12 @@ def _output_flags(p: argparse.ArgumentParser) -> None:
         help="checkpoint to continue from, or 'auto' for OUTPUT_DIR/last.pt if it exists",
     )
     r.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run already in --output-dir (deletes its last.pt, best.pt, eval/, logs, "
+        "plot and summary); without it or --resume, a folder holding a run is refused",
+    )
+    r.add_argument(
         "--save-every-iters",
         type=non_negative_int,
         help="also write last.pt every N optimizer steps (0 = at epoch ends only)",

@@ -1,12 +1,7 @@
 """Data for the LGF trainer: COCO-style datasets, transforms, sampling, and a synthetic set."""
 
-from .coco import (
-    CocoDetection,
-    DatasetError,
-    collate_detection,
-    decode_image,
-    load_coco_annotations,
-)
+from .coco import CocoDetection, collate_detection, load_coco_annotations
+from .decode import DatasetError, decode_image, read_image
 from .loader import make_loader
 from .sampler import EpochSampler
 from .synthetic import generate_synthetic_coco
@@ -22,4 +17,5 @@ __all__ = [
     "generate_synthetic_coco",
     "load_coco_annotations",
     "make_loader",
+    "read_image",
 ]

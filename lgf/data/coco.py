@@ -1,9 +1,10 @@
-"""COCO-style detection dataset: pycocotools index, PIL decoding, torchvision transforms v2.
+"""COCO-style detection dataset: pycocotools index, lgf.data.decode, torchvision transforms v2.
 
 Category ids of the annotation file are mapped to contiguous labels 1..K (sorted by id), the
 torchvision convention where label 0 is never a class; `label_to_cat_id` maps them back for
 evaluation. Training targets leave out crowd boxes and boxes of zero or negative size (after
-clipping to the image); images without boxes are kept as negatives.
+clipping to the image, `lgf.data.validate.box_xyxy`); images without boxes are kept as
+negatives. The annotation file is checked by `lgf.data.validate.check_coco_dict`.
 """
 
 from __future__ import annotations
@@ -15,14 +16,11 @@ import os
 from collections.abc import Callable, Sequence
 
 import torch
-from PIL import Image, UnidentifiedImageError
 from pycocotools.coco import COCO
 from torchvision import tv_tensors
-from torchvision.transforms.v2 import functional as F
 
-
-class DatasetError(ValueError):
-    """A dataset input (image directory, annotation file or image) is missing or malformed."""
+from .decode import DatasetError, read_image
+from .validate import box_xyxy, check_coco_dict, check_image_size
 
 
 def load_coco_annotations(ann_file: str, what: str = "annotation file") -> COCO:
@@ -38,84 +36,12 @@ def load_coco_annotations(ann_file: str, what: str = "annotation file") -> COCO:
             data = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{what} {ann_file!r} is not valid JSON: {exc}") from None
-    _check_coco_dict(data, ann_file, what)
+    check_coco_dict(data, ann_file, what)
     coco = COCO()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
     return coco
-
-
-def _check_coco_dict(data, ann_file, what):
-    if not isinstance(data, dict):
-        raise DatasetError(
-            f"{what} {ann_file!r}: top level must be a JSON object, got {type(data).__name__}"
-        )
-    for key in ("images", "annotations", "categories"):
-        if key not in data:
-            raise DatasetError(f"{what} {ann_file!r}: missing the '{key}' list")
-        if not isinstance(data[key], list):
-            raise DatasetError(f"{what} {ann_file!r}: '{key}' must be a list")
-    if not data["categories"]:
-        raise DatasetError(f"{what} {ann_file!r}: 'categories' is empty")
-    for c in data["categories"]:
-        if not isinstance(c, dict) or not isinstance(c.get("id"), int):
-            raise DatasetError(
-                f"{what} {ann_file!r}: every category needs an integer 'id', got {c!r}"
-            )
-    image_ids = set()
-    for im in data["images"]:
-        if not isinstance(im, dict) or "id" not in im or not isinstance(im.get("file_name"), str):
-            raise DatasetError(
-                f"{what} {ann_file!r}: every image needs 'id' and 'file_name', got {im!r}"
-            )
-        image_ids.add(im["id"])
-    cat_ids = {c["id"] for c in data["categories"]}
-    for a in data["annotations"]:
-        if not isinstance(a, dict):
-            raise DatasetError(
-                f"{what} {ann_file!r}: annotation entries must be objects, got {a!r}"
-            )
-        aid = a.get("id", "?")
-        box = a.get("bbox")
-        if not (
-            isinstance(box, (list, tuple))
-            and len(box) == 4
-            and all(isinstance(v, (int, float)) for v in box)
-        ):
-            raise DatasetError(
-                f"{what} {ann_file!r}: annotation {aid} needs 'bbox' = [x, y, w, h], got {box!r}"
-            )
-        if a.get("image_id") not in image_ids:
-            raise DatasetError(
-                f"{what} {ann_file!r}: annotation {aid} refers to unknown image_id "
-                f"{a.get('image_id')!r}"
-            )
-        if a.get("category_id") not in cat_ids:
-            raise DatasetError(
-                f"{what} {ann_file!r}: annotation {aid} has unknown category_id "
-                f"{a.get('category_id')!r}"
-            )
-        if "area" not in a:  # pycocotools' evaluation reads it
-            a["area"] = float(box[2]) * float(box[3])
-        a.setdefault("iscrowd", 0)
-        a.setdefault("id", None)
-    missing_ids = [a for a in data["annotations"] if a["id"] is None]
-    if missing_ids:
-        next_id = max([a["id"] for a in data["annotations"] if a["id"] is not None] + [0]) + 1
-        for i, a in enumerate(missing_ids):
-            a["id"] = next_id + i
-
-
-def decode_image(path: str) -> Image.Image:
-    """Opens an image as RGB; errors name the file."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"image file not found: {path!r}")
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise DatasetError(f"failed to decode image {path!r}: {exc}") from None
 
 
 class CocoDetection(torch.utils.data.Dataset):
@@ -130,6 +56,9 @@ class CocoDetection(torch.utils.data.Dataset):
     img_dir / ann_file: the images folder and the COCO JSON file.
     transforms: a v2 transform called as transforms(image, target) (boxes are tv_tensors).
     max_images: keep only the first N images (sorted by id), for smoke runs.
+    img_size: the model's input size (longer side after its resize), when known: images that it
+    would shrink below one pixel are refused by name, from the file's width / height at once and
+    from the decoded size when read.
     """
 
     def __init__(
@@ -139,12 +68,14 @@ class CocoDetection(torch.utils.data.Dataset):
         transforms: Callable | None = None,
         max_images: int | None = None,
         name: str = "dataset",
+        img_size: int | None = None,
     ):
         if not img_dir or not os.path.isdir(img_dir):
             raise FileNotFoundError(f"{name}: image directory not found: {img_dir!r}")
         self.img_dir = img_dir
         self.ann_file = ann_file
         self.name = name
+        self.img_size = img_size
         self.coco = load_coco_annotations(ann_file, what=f"{name} annotation file")
         self.transforms = transforms
         ids = sorted(self.coco.imgs)
@@ -165,6 +96,13 @@ class CocoDetection(torch.utils.data.Dataset):
                 f"{name}: {len(missing)} of {len(ids)} images listed in {ann_file!r} are missing "
                 f"from {img_dir!r}, e.g. {missing[0]!r}"
             )
+        for i in ids:
+            im = self.coco.imgs[i]
+            if "width" in im and "height" in im:
+                check_image_size(im["width"], im["height"], img_size, self._where(i))
+
+    def _where(self, img_id: int) -> str:
+        return f"{self.name} image {self.coco.imgs[img_id]['file_name']!r} (id {img_id})"
 
     @property
     def num_classes(self) -> int:
@@ -185,22 +123,21 @@ class CocoDetection(torch.utils.data.Dataset):
         for a in self.coco.imgToAnns.get(img_id, []):
             if a.get("iscrowd", 0):
                 continue
-            x, y, w, h = (float(v) for v in a["bbox"])
-            x1, y1 = max(0.0, x), max(0.0, y)
-            x2, y2 = min(float(width), x + w), min(float(height), y + h)
-            if x2 <= x1 or y2 <= y1:
+            box = box_xyxy(a["bbox"], width, height)
+            if box is None:
                 continue
-            boxes.append([x1, y1, x2, y2])
+            boxes.append(box)
             labels.append(self.cat_to_label[a["category_id"]])
         boxes_t = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
         return boxes_t, torch.tensor(labels, dtype=torch.int64)
 
     def __getitem__(self, key):
         index, seed = key if isinstance(key, (tuple, list)) else (key, None)
-        pil = decode_image(self.image_path(index))
-        w, h = pil.size
+        pixels = read_image(self.image_path(index))
+        h, w = pixels.shape[-2:]
+        check_image_size(w, h, self.img_size, self._where(self.ids[index]))
         boxes, labels = self.raw_target(index, w, h)
-        image = tv_tensors.Image(F.pil_to_tensor(pil))
+        image = tv_tensors.Image(pixels)
         target = {
             "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w)),
             "labels": labels,
@@ -214,8 +151,6 @@ class CocoDetection(torch.utils.data.Dataset):
                     torch.manual_seed(int(seed))
                     image, target = self.transforms(image, target)
         image = image.as_subclass(torch.Tensor)
-        if image.dtype == torch.uint8:
-            image = image.float().div_(255.0)
         target["boxes"] = target["boxes"].as_subclass(torch.Tensor).float()
         return image, target
 

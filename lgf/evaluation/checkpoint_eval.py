@@ -61,10 +61,15 @@ def evaluate_checkpoint(
     area_protocol(area_ranges)  # a bad name fails before the model is built
     ckpt = load_checkpoint(ckpt_path)
     dev = resolve_device(device)
-    model, used_ema = model_from_checkpoint(ckpt, use_ema=use_ema)
+    model, used_ema = model_from_checkpoint(ckpt, use_ema=use_ema, source=repr(ckpt_path))
     model.to(dev)
     dataset = CocoDetection(
-        val_img, val_ann, transforms=build_transforms(False), max_images=max_images, name="val"
+        val_img,
+        val_ann,
+        transforms=build_transforms(False),
+        max_images=max_images,
+        name="val",
+        img_size=model.transform.max_size,  # the model's resize: refuse what it cannot take
     )
     label_to_cat_id = list(ckpt.get("label_to_cat_id") or dataset.label_to_cat_id)
     check_categories(label_to_cat_id, dataset.coco, val_ann, ckpt_path)

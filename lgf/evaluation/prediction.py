@@ -18,10 +18,9 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from torchvision.transforms.v2.functional import pil_to_tensor
 from tqdm import tqdm
 
-from ..data import decode_image
+from ..data import read_image
 from ..utils.setting_errors import SettingError
 from .detections import predictions_to_coco
 from .draw import draw_records
@@ -46,7 +45,7 @@ def _sources(images: ImageInput) -> list[str | torch.Tensor]:
 def _load(source: str | torch.Tensor) -> torch.Tensor:
     if torch.is_tensor(source):
         return source.float().div(255.0) if source.dtype == torch.uint8 else source.float()
-    return pil_to_tensor(decode_image(source)).float().div_(255.0)
+    return read_image(source)
 
 
 @contextlib.contextmanager

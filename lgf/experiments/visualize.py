@@ -19,10 +19,9 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torchvision.transforms.v2.functional import pil_to_tensor
 
 from ..blocks import LGFPaper
-from ..data import decode_image
+from ..data import read_image
 from ..evaluation.image_files import expand_image_paths, unique_stems
 from ..modes import model_from_checkpoint
 from ..training.checkpoint import load_checkpoint
@@ -37,7 +36,7 @@ def load_model(
     """(model in eval mode on `device`, class names indexed by label - 1) of a trainer
     checkpoint."""
     ckpt = load_checkpoint(checkpoint)
-    model, _ = model_from_checkpoint(ckpt, use_ema=use_ema)
+    model, _ = model_from_checkpoint(ckpt, use_ema=use_ema, source=repr(checkpoint))
     names = list(ckpt.get("class_names") or [])
     return model.to(device).eval(), names
 
@@ -235,7 +234,7 @@ def visualize_images(
     titles = _gate_titles(block) if block is not None else None
     written = []
     for path, stem in zip(images, unique_stems(images)):
-        image = pil_to_tensor(decode_image(path)).float().div_(255.0)
+        image = read_image(path)
         result = predict_with_gates(model, image)
         stem = os.path.join(out_dir, stem)
         render(image, result, names, stem + ".png", score_thresh, None, titles, layout)

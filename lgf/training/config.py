@@ -74,6 +74,7 @@ class TrainConfig:
     area_ranges: str = "coco"  # size buckets of the evaluation (lgf.evaluation.area_ranges)
     output_dir: str = "runs/train"
     resume: str | None = None  # a checkpoint, or "auto" for OUTPUT_DIR/last.pt if it exists
+    overwrite: bool = False  # replace a run already in output_dir (its artefacts are deleted)
     save_every_iters: int = 0
     log_every: int = 10
     no_progress: bool = False
@@ -100,5 +101,6 @@ RUNTIME_FIELDS = frozenset(
         "dist_url",
         "resume",
         "output_dir",
+        "overwrite",
     }
 )

@@ -74,6 +74,7 @@ def build_datasets(
         build_transforms(True, config.hflip),
         max_images=config.max_images or None,
         name="train",
+        img_size=config.img_size,
     )
     if not config.val_img:
         return train_set, None
@@ -83,6 +84,7 @@ def build_datasets(
         build_transforms(False),
         max_images=config.max_val_images or None,
         name="val",
+        img_size=config.img_size,
     )
     missing = set(val_set.coco.getCatIds()) - set(train_set.label_to_cat_id[1:])
     if missing and info.is_main:

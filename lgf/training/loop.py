@@ -11,7 +11,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -28,6 +28,7 @@ from .run_log import RunLogger
 __all__ = [
     "AMP_DTYPES",
     "NonFiniteLossError",
+    "LossMeter",
     "TrainStep",
     "TrainState",
     "EpochLimits",
@@ -60,43 +61,16 @@ class TrainStep:
     regularizer: Callable[[nn.Module], torch.Tensor] | None = None
 
 
-@dataclass
-class TrainState:
-    """Progress counters saved in checkpoints."""
+class LossMeter:
+    """Running sums of the loss terms: over the epoch and over the current logging window.
 
-    epoch: int = 0  # completed epochs
-    iter_in_epoch: int = 0  # optimizer steps done in the current (incomplete) epoch
-    step: int = 0  # optimizer steps done in total
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "iter_in_epoch": self.iter_in_epoch, "step": self.step}
-
-    def load_state_dict(self, d: dict[str, Any]) -> None:
-        self.epoch = int(d["epoch"])
-        self.iter_in_epoch = int(d["iter_in_epoch"])
-        self.step = int(d["step"])
-
-
-@dataclass
-class EpochLimits:
-    """Where an epoch stops, and how it reports."""
-
-    max_iters: int = 0  # stop when this many optimizer steps are done in total (0 = never)
-    iters_per_epoch: int = 0  # cap of optimizer steps per epoch (0 = the whole loader)
-    log_every: int = 10  # log the mean losses every N optimizer steps
-    progress: bool = False  # tqdm bar
-
-
-def steps_per_epoch(num_batches: int, accum_steps: int, iters_per_epoch: int = 0) -> int:
-    """Optimizer steps in one epoch of `num_batches` micro-batches."""
-    steps = math.ceil(num_batches / accum_steps)
-    return min(steps, iters_per_epoch) if iters_per_epoch else steps
-
-
-class _LossMeter:
-    """Running sums of the loss terms: over the epoch and over the current logging window."""
+    Checkpoints save them, so the epoch means and the logged window means after a mid-epoch
+    resume are those of the uninterrupted run."""
 
     def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
         self.sums, self.count = {}, 0
         self.window, self.window_n = {}, 0
 
@@ -114,6 +88,69 @@ class _LossMeter:
 
     def means(self) -> dict[str, float]:
         return {k: v / max(1, self.count) for k, v in self.sums.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "sums": dict(self.sums),
+            "count": self.count,
+            "window": dict(self.window),
+            "window_n": self.window_n,
+        }
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        self.sums = {str(k): float(v) for k, v in d["sums"].items()}
+        self.count = int(d["count"])
+        self.window = {str(k): float(v) for k, v in d["window"].items()}
+        self.window_n = int(d["window_n"])
+
+
+@dataclass
+class TrainState:
+    """Progress counters and the current epoch's loss sums, saved in checkpoints."""
+
+    epoch: int = 0  # completed epochs
+    iter_in_epoch: int = 0  # optimizer steps done in the current (incomplete) epoch
+    step: int = 0  # optimizer steps done in total
+    losses: LossMeter = field(default_factory=LossMeter)  # of the current epoch
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "iter_in_epoch": self.iter_in_epoch,
+            "step": self.step,
+            "epoch_losses": self.losses.state_dict(),
+        }
+
+    def epoch_losses(self) -> LossMeter:
+        """The loss sums of the current epoch: cleared at its start, kept (restored from the
+        checkpoint) when a resumed run continues it."""
+        if self.iter_in_epoch == 0:
+            self.losses.reset()
+        return self.losses
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        self.epoch = int(d["epoch"])
+        self.iter_in_epoch = int(d["iter_in_epoch"])
+        self.step = int(d["step"])
+        self.losses.reset()
+        if d.get("epoch_losses") is not None:  # format-1 checkpoints have none
+            self.losses.load_state_dict(d["epoch_losses"])
+
+
+@dataclass
+class EpochLimits:
+    """Where an epoch stops, and how it reports."""
+
+    max_iters: int = 0  # stop when this many optimizer steps are done in total (0 = never)
+    iters_per_epoch: int = 0  # cap of optimizer steps per epoch (0 = the whole loader)
+    log_every: int = 10  # log the mean losses every N optimizer steps
+    progress: bool = False  # tqdm bar
+
+
+def steps_per_epoch(num_batches: int, accum_steps: int, iters_per_epoch: int = 0) -> int:
+    """Optimizer steps in one epoch of `num_batches` micro-batches."""
+    steps = math.ceil(num_batches / accum_steps)
+    return min(steps, iters_per_epoch) if iters_per_epoch else steps
 
 
 def _to_device(targets: list[dict], device: torch.device) -> list[dict]:
@@ -210,7 +247,7 @@ def train_one_epoch(
     n_steps = steps_per_epoch(full_batches, accum, limits.iters_per_epoch)
     total_micro = min(full_batches, n_steps * accum)
     micro = state.iter_in_epoch * accum
-    meter, stopped, t0 = _LossMeter(), False, time.time()
+    meter, stopped, t0 = state.epoch_losses(), False, time.time()
     bar = _progress_bar(total_micro, micro, epoch) if limits.progress else None
     run.optimizer.zero_grad(set_to_none=True)
     for images, targets in loader:

@@ -17,7 +17,11 @@ from typing import Any
 
 from ..utils.atomic_write import atomic_write
 
-__all__ = ["RunLogger", "CURVE_METRICS"]
+__all__ = ["RunLogger", "CURVE_METRICS", "LOG_FILE", "CSV_FILE", "PLOT_FILE"]
+
+LOG_FILE = "log.jsonl"
+CSV_FILE = "metrics.csv"
+PLOT_FILE = "training_curves.png"
 
 CURVE_METRICS = ("AP", "AP50", "AP_small")
 _NOT_IN_CSV = ("type", "per_class_AP", "per_class_AP_small")
@@ -49,9 +53,9 @@ class RunLogger:
     def __init__(self, output_dir: str, enabled: bool = True, resume_step: int | None = None):
         self.output_dir = output_dir
         self.enabled = enabled
-        self.jsonl_path = os.path.join(output_dir, "log.jsonl")
-        self.csv_path = os.path.join(output_dir, "metrics.csv")
-        self.plot_path = os.path.join(output_dir, "training_curves.png")
+        self.jsonl_path = os.path.join(output_dir, LOG_FILE)
+        self.csv_path = os.path.join(output_dir, CSV_FILE)
+        self.plot_path = os.path.join(output_dir, PLOT_FILE)
         self.records = []
         if not enabled:
             return

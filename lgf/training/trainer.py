@@ -6,8 +6,11 @@ each evaluation), log.jsonl, metrics.csv, training_curves.png, and summary.json 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
+import threading
 import time
 import warnings
 from typing import Any
@@ -16,19 +19,29 @@ import torch
 
 from ..evaluation.area_ranges import area_protocol, check_metric
 from ..evaluation.evaluate import evaluate
-from ..modes import MODEL_ARGS, build_model
+from ..modes import build_model
 from ..regularizers import feature_enhancement_loss
-from ..utils.atomic_write import atomic_copy, remove_stale_temp_files, write_json
+from ..utils.atomic_write import atomic_copy, write_json
 from ..utils.setting_errors import MissingPathError, SettingError
+from ..utils.state_dicts import load_state_dict_checked
 from ..utils.unwrap import unwrap
 from . import distributed as du
-from .checkpoint import FORMAT_VERSION, load_checkpoint, primitive_args, save_checkpoint
+from .checkpoint import load_checkpoint, primitive_args, save_checkpoint
 from .config import TrainConfig
 from .data_setup import build_datasets, build_loaders, resolve_data, resolve_num_classes
 from .ema import ModelEMA
 from .loop import AMP_DTYPES, EpochLimits, TrainState, TrainStep, steps_per_epoch, train_one_epoch
 from .lr_schedule import build_scheduler
 from .optim import build_optimizer
+from .output_dir import (
+    BEST_CHECKPOINT,
+    EVAL_DIR,
+    LAST_CHECKPOINT,
+    SUMMARY_FILE,
+    OutputDirLock,
+    claim_output_dir,
+)
+from .resume_check import check_resume_compatible
 from .rng import capture_rng_state, restore_rng_state, seed_everything
 from .run_log import RunLogger
 
@@ -40,17 +53,22 @@ def _say(msg: str, info: du.DistInfo | None = None) -> None:
         print(f"[lgf.train] {msg}", flush=True)
 
 
-def check_resume_compatible(ckpt_args: dict[str, Any], config: TrainConfig, path: str) -> None:
-    """Refuses to resume a checkpoint whose network settings (MODEL_ARGS) differ from config's."""
-    for key in MODEL_ARGS:
-        old, new = ckpt_args.get(key), getattr(config, key)
-        if old != new:
-            raise SettingError(
-                lambda n, key=key, old=old, new=new: (
-                    f"{n('resume')} {path!r}: the checkpoint was trained with {n(key)} {old} "
-                    f"but this run has {n(key)} {new}; use the same model settings"
-                )
-            )
+@contextlib.contextmanager
+def _sigterm_raises():
+    """SIGTERM raises SystemExit(143) in the main thread while the run lasts, so the cleanup of
+    every `finally` runs (temp files of atomic writes, the folder lock) as for Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class Trainer:
@@ -60,13 +78,17 @@ class Trainer:
         self.config = config
         self.info: du.DistInfo | None = None
         self.device: torch.device | None = None
+        self.lock: OutputDirLock | None = None
 
     def run(self) -> dict[str, Any]:
-        try:
-            self._setup()
-            return self._loop()
-        finally:
-            du.cleanup()
+        with _sigterm_raises():
+            try:
+                self._setup()
+                return self._loop()
+            finally:
+                if self.lock is not None:
+                    self.lock.release()
+                du.cleanup()
 
     # ---- setup -------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -97,10 +119,22 @@ class Trainer:
         if c.resume and c.resume != "auto" and not os.path.isfile(c.resume):
             path = c.resume
             raise MissingPathError(lambda n: f"{n('resume')}: checkpoint not found: {path!r}")
+        self._claim_output_dir()
+
+    def _claim_output_dir(self) -> None:
+        """Rank 0 locks and prepares the output folder (lgf.training.output_dir); every rank
+        stops with its error when that fails."""
+        c, error = self.config, None
         if self.info.is_main:
-            os.makedirs(c.output_dir, exist_ok=True)
-            for name in remove_stale_temp_files(c.output_dir):
-                _say(f"removed a temp file left by an interrupted write: {name}")
+            try:
+                self.lock = claim_output_dir(c.output_dir, c.resume, c.overwrite, _say)
+            except SettingError as exc:
+                error = exc
+        message = du.broadcast_object(str(error) if error is not None else None)
+        if error is not None:
+            raise error
+        if message is not None:
+            raise SettingError(lambda n: f"rank 0 could not use the output folder: {message}")
 
     def _setup_data(self) -> None:
         c, info = self.config, self.info
@@ -170,7 +204,7 @@ class Trainer:
     def _resume_path(self) -> str | None:
         path = self.config.resume
         if path == "auto":
-            path = os.path.join(self.config.output_dir, "last.pt")
+            path = os.path.join(self.config.output_dir, LAST_CHECKPOINT)
             if not os.path.isfile(path):
                 _say(f"resume auto: no {path}, starting from scratch", self.info)
                 return None
@@ -189,12 +223,12 @@ class Trainer:
                 f"{path} was written by {saved_world} processes and this run has "
                 f"{self.info.world_size}: the rest of the interrupted epoch sees other images"
             )
-        unwrap(self.model).load_state_dict(ckpt["model"])
+        load_state_dict_checked(unwrap(self.model), ckpt["model"], repr(path))
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
-        self._resume_ema(ckpt)
+        self._resume_ema(ckpt, path)
         self.state.load_state_dict(ckpt)
         self.best = dict(ckpt.get("best") or self.best)
         self.last_metrics = ckpt.get("metrics")
@@ -209,10 +243,11 @@ class Trainer:
         )
         return path
 
-    def _resume_ema(self, ckpt: dict[str, Any]) -> None:
+    def _resume_ema(self, ckpt: dict[str, Any], path: str) -> None:
         if self.ema is None:
             return
         if ckpt.get("ema"):
+            load_state_dict_checked(self.ema.module, ckpt["ema"]["module"], f"{path!r} (EMA)")
             self.ema.load_state_dict(ckpt["ema"])
             return
         _say("the checkpoint has no EMA: starting the EMA from its weights", self.info)
@@ -222,7 +257,6 @@ class Trainer:
     # ---- checkpoints -------------------------------------------------------------------------
     def _checkpoint(self, metrics: dict | None = None) -> dict[str, Any]:
         return {
-            "format_version": FORMAT_VERSION,
             "model": unwrap(self.model).state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(),
@@ -244,10 +278,10 @@ class Trainer:
         if self.info.is_main:
             ckpt = self._checkpoint(metrics)
             ckpt["rng"] = rng
-            last = os.path.join(self.config.output_dir, "last.pt")
+            last = os.path.join(self.config.output_dir, LAST_CHECKPOINT)
             save_checkpoint(ckpt, last)
             if is_best:
-                atomic_copy(last, os.path.join(self.config.output_dir, "best.pt"))
+                atomic_copy(last, os.path.join(self.config.output_dir, BEST_CHECKPOINT))
         du.barrier()
 
     # ---- evaluation --------------------------------------------------------------------------
@@ -273,7 +307,7 @@ class Trainer:
             self.best = {"name": c.best_metric, "value": value, "epoch": st.epoch, "step": st.step}
         if self.info.is_main:
             tag = f"epoch_{st.epoch:03d}" if st.iter_in_epoch == 0 else f"step_{st.step:07d}"
-            write_json(metrics, os.path.join(c.output_dir, "eval", f"{tag}.json"))
+            write_json(metrics, os.path.join(c.output_dir, EVAL_DIR, f"{tag}.json"))
             self.logger.log({"type": "eval", **metrics})
             shown = area_protocol(c.area_ranges).headline_names
             _say("eval " + " ".join(f"{k}={metrics[k]:.4f}" for k in shown))
@@ -298,7 +332,7 @@ class Trainer:
             self._end_epoch(out, stopped)
         summary = self._summary(time.time() - t_start)
         if self.info.is_main:
-            write_json(summary, os.path.join(c.output_dir, "summary.json"))
+            write_json(summary, os.path.join(c.output_dir, SUMMARY_FILE))
         return summary
 
     def _on_step(self) -> None:
@@ -359,8 +393,8 @@ class Trainer:
             "best": self.best,
             "metrics": self.last_metrics,
             "time": seconds,
-            "last_checkpoint": os.path.join(out_dir, "last.pt"),
+            "last_checkpoint": os.path.join(out_dir, LAST_CHECKPOINT),
             "best_checkpoint": (
-                os.path.join(out_dir, "best.pt") if self.best["value"] is not None else None
+                os.path.join(out_dir, BEST_CHECKPOINT) if self.best["value"] is not None else None
             ),
         }

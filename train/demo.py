@@ -23,6 +23,7 @@ from lgf.modes import MODES, model_from_checkpoint
 from lgf.training.checkpoint import load_checkpoint
 from lgf.utils.atomic_write import write_json
 
+from .flags import HelpFormatter, add_progress_flag, deprecated_alias
 from .train import parse_args, run
 
 ROWS = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AR100", "AR_small")
@@ -32,23 +33,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m train.demo",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("--output-dir", default="runs/demo")
-    p.add_argument("--modes", nargs="+", default=["baseline", "lgf"], choices=sorted(MODES))
-    p.add_argument("--backbone", default="resnet18")
-    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--output-dir", default="runs/demo", help="folder of the data and the runs")
+    p.add_argument(
+        "--modes",
+        nargs="+",
+        default=["baseline", "lgf"],
+        choices=sorted(MODES),
+        help="trainer modes to compare (the first is the reference column)",
+    )
+    p.add_argument("--backbone", default="resnet18", help="ResNet depth")
+    p.add_argument("--epochs", type=int, default=6, help="training epochs per mode")
     p.add_argument(
         "--img-size", type=int, default=128, help="synthetic image side = model input size"
     )
     p.add_argument("--num-train", type=int, default=160, help="synthetic training images")
     p.add_argument("--num-val", type=int, default=40, help="synthetic validation images")
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=4, help="images per step")
     p.add_argument("--lr", type=float, default=5e-4, help="AdamW learning rate")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--progress", action="store_true", help="show tqdm progress bars")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data and the runs")
+    p.add_argument("--workers", type=int, default=1, help="DataLoader workers")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_progress_flag(p)
+    deprecated_alias(p, "--progress", "--no-progress (bars are on by default)", "no_progress",
+                     nargs=0, const=False)  # fmt: skip
     return p
 
 
@@ -100,7 +109,7 @@ def _train_argv(mode: str, data: dict[str, str], out: str, a: argparse.Namespace
         "--log-every",
         "10",
     ]
-    if not a.progress:
+    if a.no_progress:
         argv.append("--no-progress")
     return argv
 

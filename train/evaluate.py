@@ -1,7 +1,7 @@
 """Evaluate a checkpoint with pycocotools:
 
     python -m train.evaluate runs/train/best.pt --val-img D/images --val-ann D/val.json \
-        [--no-ema] [--batch-size 4] [--device cpu] [--output-json metrics.json]
+        [--no-ema] [--batch-size 4] [--device cpu] [--output-dir runs/eval]
 
 Prints pycocotools' summary and the metric dict as JSON (AP, AP50, AP75, AP_small/medium/large,
 AR1/10/100, AR_small/medium/large, per-class AP); the work is lgf.evaluate_checkpoint. Exit
@@ -12,13 +12,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from lgf.data import DatasetError
 from lgf.evaluation import evaluate_checkpoint
 from lgf.training.checkpoint import CheckpointError
 
-from .flags import HelpFormatter, non_negative_int, positive_int, report_error
+from .flags import (
+    HelpFormatter,
+    add_progress_flag,
+    deprecated_alias,
+    non_negative_int,
+    positive_int,
+    report_error,
+)
+
+METRICS_FILE = "metrics.json"  # what --output-dir receives
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,15 +44,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-ema", action="store_true", help="use the raw weights even if an EMA is stored"
     )
-    p.add_argument("--batch-size", type=positive_int, default=4)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--workers", type=non_negative_int, default=0)
+    p.add_argument("--batch-size", type=positive_int, default=4, help="images per batch")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--workers", type=non_negative_int, default=0, help="DataLoader workers")
     p.add_argument(
         "--max-images", type=non_negative_int, default=0, help="first N images only (0 = all)"
     )
-    p.add_argument("--output-json", default=None, help="also write the metrics to this file")
+    p.add_argument(
+        "--output-dir", default=None, help=f"also write the metrics to OUTPUT_DIR/{METRICS_FILE}"
+    )
+    deprecated_alias(p, "--output-json", "--output-dir", dest="output_json")
     p.add_argument("--quiet", action="store_true", help="do not print pycocotools' summary table")
+    add_progress_flag(p)
     return p
+
+
+def _metrics_path(args: argparse.Namespace) -> str | None:
+    if args.output_dir:
+        return os.path.join(args.output_dir, METRICS_FILE)
+    return args.output_json  # the deprecated name of a file
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device,
             workers=args.workers,
             max_images=args.max_images or None,
-            output_json=args.output_json,
-            progress=True,
+            output_json=_metrics_path(args),
+            progress=not args.no_progress,
             verbose=not args.quiet,
         )
     except (DatasetError, CheckpointError, FileNotFoundError, ValueError) as exc:

@@ -1,5 +1,6 @@
 """Data for the LGF trainer: COCO-style datasets, transforms, sampling, and a synthetic set."""
 
+from .batching import EpochBatchSampler, aspect_ratio_groups, image_aspect_ratios
 from .coco import (
     CocoDetection,
     DatasetError,
@@ -15,11 +16,14 @@ from .transforms import build_transforms
 __all__ = [
     "CocoDetection",
     "DatasetError",
+    "EpochBatchSampler",
     "EpochSampler",
+    "aspect_ratio_groups",
     "build_transforms",
     "collate_detection",
     "decode_image",
     "generate_synthetic_coco",
+    "image_aspect_ratios",
     "load_coco_annotations",
     "make_loader",
 ]

@@ -309,7 +309,7 @@ def test_evaluation_threads_and_batch(tmp_path, monkeypatch):
                                "--output-dir", str(tmp_path / "f")]))  # fmt: skip
     finally:
         torch.set_num_threads(before)
-    assert seen == [(1, 1), (2, 3)]  # defaults: 1 thread, batch 1
+    assert seen == [(1, 4), (2, 3)]  # defaults: 1 thread, batch 4
 
 
 def test_multiscale_draws_one_size_per_batch(tmp_path, monkeypatch):
@@ -360,3 +360,38 @@ def test_tensorboard_missing_is_a_clear_error(tmp_path, monkeypatch, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "--tensorboard needs the package 'tensorboard'" in err and "pip install" in err
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
+def test_grouped_batches_under_two_process_ddp(tmp_path):
+    """Two gloo processes, batches of 2 grouped by aspect ratio: both ranks step as often (no
+    hang), and a run stopped mid-epoch resumes to the same end as the uninterrupted run."""
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def ddp(out, *extra):
+        procs = []
+        for rank in range(2):
+            env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
+                       PYTHONPATH=repo + os.pathsep + os.environ.get("PYTHONPATH", ""))  # fmt: skip
+            env.setdefault("GLOO_SOCKET_IFNAME", "lo")
+            argv = _synthetic(tmp_path, out, "--backbone", "resnet18", "--eval-every", "0")
+            argv += ["--synthetic-train", "9", "--dist-url", "file://" + str(out) + ".rdv"]
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "train.train", *argv, "--device", "cpu", *extra],
+                cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            ))  # fmt: skip
+        logs = [p.communicate(timeout=600)[0].decode() for p in procs]
+        assert all(p.returncode == 0 for p in procs), "\n".join(logs)
+        return load_checkpoint(str(out / "last.pt"))
+
+    whole = ddp(tmp_path / "a", "--epochs", "2")
+    assert whole["world_size"] == 2 and whole["step"] == 2 * (5 // 2)  # 9 images: 5 per rank
+    ddp(tmp_path / "b", "--epochs", "2", "--max-iters", "3")  # stops in the middle of epoch 2
+    resumed = ddp(tmp_path / "b", "--epochs", "2", "--resume", "auto")
+    assert resumed["step"] == whole["step"]
+    for key, value in whole["model"].items():
+        if value.is_floating_point() and "running" not in key:
+            torch.testing.assert_close(resumed["model"][key], value, rtol=1e-5, atol=1e-6)

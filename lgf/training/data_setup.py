@@ -99,7 +99,8 @@ def resolve_data(config: TrainConfig, info: DistInfo) -> str:
 def build_datasets(
     config: TrainConfig, info: DistInfo
 ) -> tuple[CocoDetection, CocoDetection | None]:
-    """(training set, validation set or None) of the resolved data paths."""
+    """(training set, validation set or None) of the resolved data paths. Detectors that train
+    on instance masks get them in the training targets; evaluation scores boxes only."""
     dataset = CocoInstanceMasks if DETECTORS[config.detector].masks else CocoDetection
     train_set = dataset(
         config.train_img,
@@ -110,7 +111,7 @@ def build_datasets(
     )
     if not config.val_img:
         return train_set, None
-    val_set = dataset(
+    val_set = CocoDetection(
         config.val_img,
         config.val_ann,
         build_transforms(False),

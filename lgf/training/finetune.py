@@ -33,7 +33,8 @@ class LoadReport:
     source: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items()}
+        """The report for logs: the count of loaded tensors, every other key by name."""
+        return {**vars(self), "loaded": len(self.loaded)}
 
     def summary(self) -> str:
         total = len(self.loaded) + len(self.reinitialised) + len(self.shape_mismatch)

@@ -14,8 +14,11 @@ the same batch size, workers, threads, optimizer (SGD, lr 0.02, momentum 0.9, we
 no gradient clipping, full precision), horizontal flips and aspect-ratio grouping. Short runs of
 each alternate (round by round, the order flipping each round); in every run the first
 --warmup steps are dropped and the seconds between consecutive optimizer steps (data loading
-included) are kept. Reports the median and mean per trainer and the ratio ours / reference, and
-writes JSON to benchmarks/results/ (or --json). Only the ratio is meaningful on a shared machine.
+included) are kept, each with the padded shape of its batch. Grouped batches hold images of one
+shape, and which shapes a short run meets is chance, so the times are compared shape by shape:
+the median per shape and trainer, and their mean weighted by how often each shape occurred in
+all runs. Reports those, the ratio ours / reference, and writes JSON to benchmarks/results/ (or
+--json). Only the ratio is meaningful on a shared machine.
 """
 
 from __future__ import annotations
@@ -103,8 +106,9 @@ def _reference_flags(a, data: str, out: str) -> list[str]:
     ).split()
 
 
-def timed_run(a, trainer: str, data: str, classes: int, work: str) -> list[float]:
-    """Seconds between consecutive optimizer steps after the warm-up, from one fresh process."""
+def timed_run(a, trainer: str, data: str, classes: int, work: str) -> list[list]:
+    """[seconds, batch shape] of every step after the warm-up (the time since the step before),
+    from one fresh process."""
     out_dir = tempfile.mkdtemp(prefix=f"{trainer}_", dir=work)
     stamps_file = os.path.join(out_dir, "stamps.json")
     cmd = [sys.executable, os.path.join(HERE, "trainer_timing.py"), trainer]
@@ -117,27 +121,38 @@ def timed_run(a, trainer: str, data: str, classes: int, work: str) -> list[float
     log = os.path.join(out_dir, "log.txt")
     with open(log, "w") as f:
         proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, timeout=a.timeout)
-    stamps = json.load(open(stamps_file))["stamps"] if os.path.isfile(stamps_file) else []
+    record = json.load(open(stamps_file)) if os.path.isfile(stamps_file) else {}
+    stamps, shapes = record.get("stamps", []), record.get("shapes", [])
     if proc.returncode != 0 or len(stamps) < a.steps:
         tail = open(log).read()[-3000:]
         raise RuntimeError(f"{trainer} run failed (exit {proc.returncode}):\n{tail}")
-    steps = stamps[a.warmup - 1 :] if a.warmup > 0 else stamps
-    return [t1 - t0 for t0, t1 in zip(steps, steps[1:])]
+    first = max(a.warmup, 1)
+    return [
+        [stamps[i] - stamps[i - 1], "x".join(map(str, shapes[i]))] for i in range(first, a.steps)
+    ]
 
 
-def summarize(times: dict[str, list[list[float]]]) -> dict:
-    flat = {k: [t for run in runs for t in run] for k, runs in times.items()}
-    rows = {
-        k: {
-            "median_s": statistics.median(v),
-            "mean_s": statistics.fmean(v),
-            "run_medians_s": [statistics.median(r) for r in times[k]],
-            "iterations": len(v),
+def summarize(times: dict[str, list[list[list]]]) -> dict:
+    """Per shape: the median seconds of each trainer; overall: their mean weighted by how often
+    each shape occurred (shapes that only one trainer met are reported, not weighted)."""
+    steps = {k: [s for run in runs for s in run] for k, runs in times.items()}
+    shapes = sorted({shape for k in steps for _, shape in steps[k]})
+    per_shape = {}
+    for shape in shapes:
+        row = {k: [t for t, s in steps[k] if s == shape] for k in steps}
+        per_shape[shape] = {
+            "count": sum(len(v) for v in row.values()),
+            **{f"{k}_median_s": statistics.median(v) if v else None for k, v in row.items()},
+            **{f"{k}_steps": len(v) for k, v in row.items()},
         }
-        for k, v in flat.items()
+    both = [r for r in per_shape.values() if r["ours_median_s"] and r["reference_median_s"]]
+    weight = sum(r["count"] for r in both)
+    overall = {k: sum(r[f"{k}_median_s"] * r["count"] for r in both) / weight for k in steps}
+    return {
+        "per_shape": per_shape,
+        "weighted_median_s": overall,
+        "ratio_ours_over_reference": overall["ours"] / overall["reference"],
     }
-    ratio = rows["ours"]["median_s"] / rows["reference"]["median_s"]
-    return {"rows": rows, "ratio_ours_over_reference": ratio}
 
 
 def main(argv=None) -> dict:
@@ -151,7 +166,7 @@ def main(argv=None) -> dict:
         order = ("reference", "ours") if r % 2 == 0 else ("ours", "reference")
         for trainer in order:
             times[trainer].append(timed_run(a, trainer, data, classes, work))
-            last = statistics.median(times[trainer][-1])
+            last = statistics.median(t for t, _ in times[trainer][-1])
             print(f"round {r + 1} {trainer:9s} median {last:.3f} s/iter", flush=True)
     result = summarize(times)
     result.update(
@@ -165,10 +180,17 @@ def main(argv=None) -> dict:
         machine=platform.platform(),
         cpus=os.cpu_count(),
     )
-    rows = result["rows"]
-    for k in ("reference", "ours"):
-        print(f"{k:9s} median {rows[k]['median_s']:.3f} s/iter, mean {rows[k]['mean_s']:.3f}")
-    print(f"ours / reference = {result['ratio_ours_over_reference']:.3f} (median s/iter)")
+    for shape, row in result["per_shape"].items():
+        cells = [
+            f"{k} {row[f'{k}_median_s']:.3f} s ({row[f'{k}_steps']} steps)"
+            if row[f"{k}_median_s"] is not None
+            else f"{k} -"
+            for k in ("reference", "ours")
+        ]
+        print(f"batch {shape}: " + ", ".join(cells))
+    for k, v in result["weighted_median_s"].items():
+        print(f"{k:9s} {v:.3f} s/iter (per-shape medians, weighted by shape counts)")
+    print(f"ours / reference = {result['ratio_ours_over_reference']:.3f}")
     write_json(result, a.json)
     print(f"wrote {a.json}")
     return result

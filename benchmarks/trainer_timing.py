@@ -4,8 +4,10 @@
     python benchmarks/trainer_timing.py reference --tv-references DIR --img-size 512 \
         --num-classes 5 --steps 14 --out T.json -- <references/detection/train.py flags>
 
-A global optimizer step hook records time.perf_counter() after every step; after --steps steps
-the stamps go to --out and the process ends (os._exit, so neither trainer evaluates or saves).
+A global optimizer step hook records time.perf_counter() after every step, with the shape of
+the padded image batch of that step's (last) training forward, seen through torchvision's
+GeneralizedRCNNTransform; after --steps steps both go to --out and the process ends (os._exit,
+so neither trainer evaluates or saves).
 The reference's model is built by its own torchvision.models.get_model call, given the same
 input size (min_size = max_size = --img-size) and class count as ours; its evaluation between
 epochs is replaced by a no-op. Nothing of the reference is copied: it is imported from DIR.
@@ -37,20 +39,39 @@ def _parse(argv):
     return p.parse_known_args(argv)
 
 
-def _record_steps(steps: int, out: str) -> list[float]:
-    stamps = []
+def _record_batch_shapes() -> list:
+    """Patches GeneralizedRCNNTransform.forward to note each training batch's padded shape."""
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    shapes = []
+    forward = GeneralizedRCNNTransform.forward
+
+    def noting_forward(self, images, targets=None):
+        batch, targets = forward(self, images, targets)
+        if self.training:
+            shapes.append(list(batch.tensors.shape))
+        return batch, targets
+
+    GeneralizedRCNNTransform.forward = noting_forward
+    return shapes
+
+
+def _record_steps(steps: int, out: str) -> dict:
+    record = {"stamps": [], "shapes": [], "complete": False}
+    shapes = _record_batch_shapes()
 
     def hook(optimizer, args, kwargs):
-        stamps.append(time.perf_counter())
-        if len(stamps) >= steps:
+        record["stamps"].append(time.perf_counter())
+        record["shapes"].append(shapes[-1] if shapes else None)
+        if len(record["stamps"]) >= steps:
             with open(out, "w", encoding="utf-8") as f:
-                json.dump({"stamps": stamps, "complete": True}, f)
+                json.dump({**record, "complete": True}, f)
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(0)
 
     register_optimizer_step_post_hook(hook)
-    return stamps
+    return record
 
 
 def _run_ours(flags: list[str]) -> None:
@@ -87,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     rest = [a for a in rest if a != "--"]
     if args.threads:
         torch.set_num_threads(args.threads)
-    stamps = _record_steps(args.steps, args.out)
+    record = _record_steps(args.steps, args.out)
     if args.trainer == "ours":
         _run_ours(rest)
     else:
@@ -95,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("reference runs need --tv-references, --img-size and --num-classes")
         _run_reference(args.tv_references, args.img_size, args.num_classes, rest)
     with open(args.out, "w", encoding="utf-8") as f:  # the trainer ended before --steps steps
-        json.dump({"stamps": stamps, "complete": False}, f)
+        json.dump(record, f)
     return 1
 
 

@@ -123,9 +123,14 @@ def timed_run(a, trainer: str, data: str, classes: int, work: str) -> list[list]
         proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, timeout=a.timeout)
     record = json.load(open(stamps_file)) if os.path.isfile(stamps_file) else {}
     stamps, shapes = record.get("stamps", []), record.get("shapes", [])
-    if proc.returncode != 0 or len(stamps) < a.steps:
+    if proc.returncode != 0:
         tail = open(log).read()[-3000:]
         raise RuntimeError(f"{trainer} run failed (exit {proc.returncode}):\n{tail}")
+    if len(stamps) < a.steps:
+        raise RuntimeError(
+            f"{trainer} ran {len(stamps)} steps, fewer than --steps {a.steps}: one epoch of the "
+            "training set holds fewer batches; lower --steps or --batch-size"
+        )
     first = max(a.warmup, 1)
     return [
         [stamps[i] - stamps[i - 1], "x".join(map(str, shapes[i]))] for i in range(first, a.steps)

@@ -128,7 +128,12 @@ setup(
     cmdclass={"build_ext": build_ext_cls()},
     python_requires=">=3.9",
     install_requires=["torch>=2.4", "torchvision", "numpy", "pycocotools", "tqdm"],
-    extras_require={"plot": ["matplotlib"], "triton": ["triton"], "test": ["pytest"]},
+    extras_require={
+        "plot": ["matplotlib"],
+        "triton": ["triton"],
+        "tensorboard": ["tensorboard"],  # the trainer's --tensorboard
+        "test": ["pytest", "tensorboard"],
+    },
     entry_points={
         "console_scripts": [
             "lgf-train = lgf_cli.train:main",

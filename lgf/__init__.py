@@ -1,8 +1,10 @@
-"""LGF: Local-Global Fusion blocks and a torchvision RetinaNet builder (docs/design.md §1, §4).
+"""LGF: Local-Global Fusion blocks and torchvision detector builders (docs/design.md §1, §4).
 
     import lgf
     block = lgf.LGF(512)                                        # the fused block
     model = lgf.retinanet_resnet50_fpn(block="lgf", insert_level="C3", num_classes=2)
+    model = lgf.insert_block(torchvision.models.detection.fasterrcnn_resnet50_fpn(...), "C3")
+    model = lgf.build_detector("fcos", block="lgf", num_classes=2)
 
 `import lgf` loads the model library only. Training, evaluation and the experiment tools are the
 subpackages lgf.training, lgf.evaluation and lgf.experiments, imported when asked for;
@@ -13,6 +15,8 @@ from typing import Any
 
 from .blocks import CBAM, LGF, SE, LGFPaper
 from .counting import block_complexity, model_complexity
+from .detectors import build_detector
+from .insert import insert_block
 from .models import (
     BackboneWithBlock,
     build_retinanet,
@@ -32,7 +36,9 @@ __all__ = [
     "CBAM",
     "BackboneWithBlock",
     "block_complexity",
+    "build_detector",
     "build_retinanet",
+    "insert_block",
     "make_block",
     "model_complexity",
     "evaluate_checkpoint",

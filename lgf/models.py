@@ -3,10 +3,11 @@ optional replacement of the FPN (neck); see docs/design.md §4.
 
 `build_retinanet` follows torchvision's `retinanet_resnet50_fpn` code path (ResNet,
 `_resnet_fpn_extractor` with returned layers 2, 3, 4 and `LastLevelP6P7(256, 256)`, i.e. v1
-semantics), loads torchvision weights if asked, and only then inserts the block:
-`model.backbone` becomes a `BackboneWithBlock`, a `BackboneWithFPN` that keeps the same `body`
-and `fpn` (so every torchvision state-dict key is unchanged) and adds `block`, applied to the
-chosen level between `body` and `fpn`.
+semantics), loads torchvision weights if asked, and only then inserts the block
+(lgf.insert.insert_block): `model.backbone` becomes a `BackboneWithBlock`, a `BackboneWithFPN`
+that keeps the same `body` and `fpn` (so every torchvision state-dict key is unchanged) and adds
+`block`, applied to the chosen level between `body` and `fpn`. The other torchvision detectors
+are built by lgf.detectors.
 
     C3 = ResNet layer2 (stride 8), C4 = layer3 (stride 16), C5 = layer4 (stride 32).
 
@@ -20,9 +21,8 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any, Union
+from typing import Any
 
-import torch
 import torch.nn as nn
 from torchvision.models import resnet
 from torchvision.models._api import WeightsEnum
@@ -36,8 +36,17 @@ from torchvision.models.detection.backbone_utils import (
 from torchvision.ops import misc as misc_nn_ops
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
-from .blocks import CBAM, GATES, LGF, SE, LGFPaper
-from .peers import GLMD, make_neck
+from .heads import replace_class_head
+from .insert import (
+    BLOCKS,
+    INSERT_LEVELS,
+    BackboneWithBlock,
+    BlockSpec,
+    insert_block,
+    make_block,
+    normalize_level,
+)
+from .peers import make_neck
 
 __all__ = [
     "BLOCKS",
@@ -46,6 +55,7 @@ __all__ = [
     "BackboneWithBlock",
     "make_block",
     "level_channels",
+    "verify_weights",
     "build_retinanet",
     "retinanet_resnet18_fpn",
     "retinanet_resnet34_fpn",
@@ -53,13 +63,6 @@ __all__ = [
     "retinanet_resnet101_fpn",
 ]
 
-_BLOCK_CLASSES = {"lgf": LGF, "lgf_paper": LGFPaper, "se": SE, "cbam": CBAM, "glmd": GLMD}
-_NO_BLOCK = (None, "none", "baseline")
-BLOCKS = ("none", "baseline") + tuple(_BLOCK_CLASSES)
-
-# insert level -> (ResNet layer, index k of layer{k}); _resnet_fpn_extractor returns layers
-# [2, 3, 4] under the feature names "0", "1", "2".
-INSERT_LEVELS = {"C3": ("layer2", 2), "C4": ("layer3", 3), "C5": ("layer4", 4)}
 _RETURNED_LAYERS = [2, 3, 4]
 
 # backbone -> (torchvision constructor, its weights enum, block expansion: 4 for Bottleneck).
@@ -70,17 +73,6 @@ BACKBONES = {
     "resnet101": (resnet.resnet101, resnet.ResNet101_Weights, 4),
 }
 
-BlockSpec = Union[str, Callable[..., nn.Module], None]
-
-
-def _normalize_level(insert_level: str) -> str:
-    key = insert_level.upper() if isinstance(insert_level, str) else insert_level
-    if key not in INSERT_LEVELS:
-        raise ValueError(
-            f"insert_level must be one of {tuple(INSERT_LEVELS)}, got {insert_level!r}"
-        )
-    return key
-
 
 def _check_backbone(backbone: str) -> None:
     if backbone not in BACKBONES:
@@ -90,80 +82,8 @@ def _check_backbone(backbone: str) -> None:
 def level_channels(backbone: str, insert_level: str) -> int:
     """Channels of the ResNet feature at `insert_level` (e.g. 512 for resnet50 C3)."""
     _check_backbone(backbone)
-    _, k = INSERT_LEVELS[_normalize_level(insert_level)]
+    _, k = INSERT_LEVELS[normalize_level(insert_level)]
     return 64 * 2 ** (k - 1) * BACKBONES[backbone][2]
-
-
-def make_block(
-    block: BlockSpec, channels: int, *, gate: str = "sigmoid", **block_kwargs: Any
-) -> nn.Module | None:
-    """Build a block by name for `channels` input channels; None for no block.
-
-    block: None, "none", "baseline", "lgf", "lgf_paper", "se", "cbam", "glmd", or a callable
-        `block(channels, **block_kwargs) -> nn.Module`. `gate` ("sigmoid", "sum", "softmax")
-        applies to "lgf" only; `block_kwargs` go to the block's constructor (e.g.
-        backend="reference" or gn_groups=16 for LGF, reduction=8 for SE/CBAM).
-    """
-    if gate not in GATES:
-        raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
-    if callable(block) and not isinstance(block, str):
-        return block(channels, **block_kwargs)
-    name = block.lower() if isinstance(block, str) else block
-    if name not in _NO_BLOCK and name not in _BLOCK_CLASSES:
-        raise ValueError(f"block must be one of {BLOCKS}, None, or a callable; got {block!r}")
-    if name != "lgf" and gate != "sigmoid":
-        raise ValueError(f"gate={gate!r} applies to block='lgf' only (got block={block!r})")
-    if name in _NO_BLOCK:
-        if block_kwargs:
-            raise ValueError(
-                f"block_kwargs {sorted(block_kwargs)} given but block={block!r} builds no block"
-            )
-        return None
-    if name == "lgf":
-        if "gate" in block_kwargs:
-            raise ValueError("pass the LGF gate as gate=..., not inside block_kwargs")
-        return LGF(channels, gate=gate, **block_kwargs)
-    return _BLOCK_CLASSES[name](channels, **block_kwargs)
-
-
-class BackboneWithBlock(BackboneWithFPN):
-    """`BackboneWithFPN` with a block on one body feature: body -> block(feature) -> fpn.
-
-    It reuses the given `body` and `fpn` modules (no copies), so its state-dict keys are the
-    torchvision ones plus `block.*`. `out_channels` is the FPN's.
-    """
-
-    def __init__(
-        self, backbone_with_fpn: BackboneWithFPN, block: nn.Module, insert_level: str = "C3"
-    ):
-        # Deliberately skips BackboneWithFPN.__init__, which would build a new body and FPN.
-        nn.Module.__init__(self)
-        if not isinstance(backbone_with_fpn, BackboneWithFPN):
-            raise TypeError(
-                "backbone_with_fpn must be a torchvision BackboneWithFPN, "
-                f"got {type(backbone_with_fpn).__name__}"
-            )
-        level = _normalize_level(insert_level)
-        layer, _ = INSERT_LEVELS[level]
-        feature = backbone_with_fpn.body.return_layers.get(layer)
-        if feature is None:
-            raise ValueError(
-                f"insert_level {level} ({layer}) is not among the body's returned layers"
-            )
-        self.body = backbone_with_fpn.body
-        self.fpn = backbone_with_fpn.fpn
-        self.out_channels = backbone_with_fpn.out_channels
-        self.block = block
-        self.insert_level = level
-        self.feature_name = feature
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        feats = self.body(x)
-        feats[self.feature_name] = self.block(feats[self.feature_name])
-        return self.fpn(feats)
-
-    def extra_repr(self) -> str:
-        return f"insert_level={self.insert_level!r}, feature={self.feature_name!r}"
 
 
 def _install_neck(backbone_with_fpn: BackboneWithFPN, neck: nn.Module) -> None:
@@ -184,7 +104,8 @@ def _install_neck(backbone_with_fpn: BackboneWithFPN, neck: nn.Module) -> None:
     backbone_with_fpn.fpn = neck
 
 
-def _verify_weights(enum, value, what: str):
+def verify_weights(enum: type[WeightsEnum], value: Any, what: str) -> WeightsEnum | None:
+    """`enum.verify(value)` (a member, its name, or None) with an error that names `what`."""
     try:
         return enum.verify(value)
     except (KeyError, TypeError, ValueError) as e:
@@ -192,25 +113,19 @@ def _verify_weights(enum, value, what: str):
 
 
 def _resolve_weights(backbone, weights, weights_backbone, num_classes):
-    """(weights, weights_backbone, num_classes) as torchvision's builder settles them."""
+    """(weights, weights_backbone, classes to build with, classes wanted) as torchvision's
+    builder settles them; the two class counts differ when the weights' class head is replaced."""
     if weights is not None:
         if backbone != "resnet50":
             raise ValueError(
                 "torchvision has RetinaNet weights for resnet50 only; "
                 f"use weights=None for {backbone}"
             )
-        weights = _verify_weights(RetinaNet_ResNet50_FPN_Weights, weights, "weights")
-        weights_backbone = None
+        weights = verify_weights(RetinaNet_ResNet50_FPN_Weights, weights, "weights")
         n_categories = len(weights.meta["categories"])
-        if num_classes is not None and num_classes != n_categories:
-            raise ValueError(
-                f"num_classes={num_classes} but weights {weights} have {n_categories} classes"
-            )
-        num_classes = n_categories
-    elif num_classes is None:
-        num_classes = 91
-    weights_backbone = _verify_weights(BACKBONES[backbone][1], weights_backbone, "weights_backbone")
-    return weights, weights_backbone, num_classes
+        return weights, None, n_categories, num_classes or n_categories
+    weights_backbone = verify_weights(BACKBONES[backbone][1], weights_backbone, "weights_backbone")
+    return None, weights_backbone, num_classes or 91, num_classes or 91
 
 
 def _resnet_with_fpn(backbone, weights_backbone, trainable_layers, is_trained, progress):
@@ -233,6 +148,24 @@ def _load_retinanet_weights(model: RetinaNet, weights, progress: bool) -> None:
     model.load_state_dict(weights.get_state_dict(progress=progress, check_hash=True))
     if weights == RetinaNet_ResNet50_FPN_Weights.COCO_V1:
         overwrite_eps(model, 0.0)
+
+
+def _pretrained_retinanet(
+    backbone, num_classes, weights, weights_backbone, progress, trainable_layers, **kwargs
+) -> RetinaNet:
+    """The plain RetinaNet with torchvision's weights loaded (class head replaced if needed)."""
+    weights, weights_backbone, build_classes, num_classes = _resolve_weights(
+        backbone, weights, weights_backbone, num_classes
+    )
+    is_trained = weights is not None or weights_backbone is not None
+    fpn_backbone = _resnet_with_fpn(
+        backbone, weights_backbone, trainable_layers, is_trained, progress
+    )
+    model = RetinaNet(fpn_backbone, build_classes, **kwargs)
+    _load_retinanet_weights(model, weights, progress)
+    if num_classes != build_classes:
+        replace_class_head(model, num_classes)
+    return model
 
 
 def build_retinanet(
@@ -259,9 +192,11 @@ def build_retinanet(
         block: None / "none" / "baseline" (plain torchvision model), "lgf", "lgf_paper", "se",
             "cbam", "glmd", or a callable `block(channels, **block_kwargs)`.
         insert_level: "C3" (layer2), "C4" (layer3) or "C5" (layer4).
-        num_classes: classes including background (default 91, or the weights' classes).
+        num_classes: classes including background (default 91, or the weights' classes). With
+            `weights` of another class count, everything but the classification head's last
+            layer is loaded and that layer is re-initialised (lgf.heads.replace_class_head).
         weights: torchvision RetinaNet weights (enum or name, resnet50 only), loaded before the
-            block is inserted.
+            block is inserted; they hold the backbone too, so `weights_backbone` is ignored.
         weights_backbone: torchvision ImageNet weights of the ResNet (enum or name).
         gate: LGF gate mode ("sigmoid", "sum", "softmax"); block="lgf" only.
         block_kwargs: dict of extra block constructor arguments (e.g. {"backend": "reference"}).
@@ -272,7 +207,7 @@ def build_retinanet(
         **kwargs: passed to torchvision.models.detection.RetinaNet (min_size, max_size, ...).
     """
     _check_backbone(backbone)
-    level = _normalize_level(insert_level)
+    level = normalize_level(insert_level)
     # Build the block and neck first: a bad name fails before any weights are downloaded.
     block_module = make_block(
         block, level_channels(backbone, level), gate=gate, **(block_kwargs or {})
@@ -281,19 +216,14 @@ def build_retinanet(
     neck_module = make_neck(
         neck, in_channels_list, 256, LastLevelP6P7(256, 256), **(neck_kwargs or {})
     )
-    weights, weights_backbone, num_classes = _resolve_weights(
-        backbone, weights, weights_backbone, num_classes
-    )
-    is_trained = weights is not None or weights_backbone is not None
-    fpn_backbone = _resnet_with_fpn(
-        backbone, weights_backbone, trainable_backbone_layers, is_trained, progress
-    )
-    model = RetinaNet(fpn_backbone, num_classes, **kwargs)
-    _load_retinanet_weights(model, weights, progress)
+    model = _pretrained_retinanet(
+        backbone, num_classes, weights, weights_backbone, progress, trainable_backbone_layers,
+        **kwargs,
+    )  # fmt: skip
     if neck_module is not None:
         _install_neck(model.backbone, neck_module)
     if block_module is not None:
-        model.backbone = BackboneWithBlock(model.backbone, block_module, level)
+        insert_block(model, level, block_module)
     return model
 
 

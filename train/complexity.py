@@ -1,7 +1,7 @@
 """Params, FLOPs, latency and images/s of every mode: `python -m train.complexity --help`.
 
     python -m train.complexity                                # resnet50, 640x640, CPU
-    python -m train.complexity --img-size 512 --device cuda --json runs/complexity.json
+    python -m train.complexity --img-size 512 --device cuda --output-dir runs/complexity
     python -m train.complexity --modes baseline,lgf --backbone resnet18 --repeats 20
 
 Prints a Markdown table (one row per trainer mode, plus "lgf (reference)": the LGF model with the
@@ -11,6 +11,7 @@ plain-PyTorch backend of the op); see lgf.experiments.complexity for what is mea
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import torch
@@ -20,19 +21,21 @@ from lgf.models import BACKBONES
 from lgf.training.distributed import resolve_device
 from lgf.utils.atomic_write import write_json
 
-from .flags import report_error
+from .flags import HelpFormatter, deprecated_alias, report_error
+
+REPORT_FILE = "complexity.json"  # what --output-dir receives
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m train.complexity",
         description=__doc__.split("\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "--modes", default=",".join(complexity_modes()), help="comma-separated trainer modes"
     )
-    p.add_argument("--backbone", choices=tuple(BACKBONES), default="resnet50")
+    p.add_argument("--backbone", choices=tuple(BACKBONES), default="resnet50", help="ResNet depth")
     p.add_argument("--img-size", type=int, default=640, help="square input side (px)")
     p.add_argument(
         "--num-classes",
@@ -52,8 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-reference", action="store_true", help="leave out the 'lgf (reference)' row"
     )
     p.add_argument(
-        "--json", default=None, help="also write the report (rows + settings) to this JSON file"
+        "--output-dir",
+        default=None,
+        help=f"also write the report (rows + settings) to OUTPUT_DIR/{REPORT_FILE}",
     )
+    deprecated_alias(p, "--json", "--output-dir", dest="json")
     return p
 
 
@@ -87,8 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         report_error(exc)
         return 2
     print(format_markdown(report))
-    if args.json:
-        write_json(report, args.json)
+    if args.output_dir or args.json:
+        write_json(
+            report, os.path.join(args.output_dir, REPORT_FILE) if args.output_dir else args.json
+        )
     return 0
 
 

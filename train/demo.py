@@ -25,7 +25,14 @@ from lgf.training.checkpoint import CheckpointError
 from lgf.utils.atomic_write import write_json, write_text
 from lgf.utils.setting_errors import NamesSettings
 
-from .flags import HelpFormatter, flag, positive_int, report_error
+from .flags import (
+    HelpFormatter,
+    add_progress_flag,
+    deprecated_alias,
+    flag,
+    positive_int,
+    report_error,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--workers", type=int, help="DataLoader worker processes")
     p.add_argument("--device", help="cpu, cuda or auto")
-    p.add_argument("--progress", action="store_true", help="show tqdm progress bars")
+    add_progress_flag(p)
+    deprecated_alias(p, "--progress", "--no-progress (bars are on by default)", "no_progress",
+                     nargs=0, const=False)  # fmt: skip
     return p
 
 

@@ -1,10 +1,11 @@
 """Multi-seed experiment grid: `python -m train.grid --help`.
 
 Runs modes x datasets x insert levels x seeds, one `python -m train.train` subprocess per run, each
-in OUT/<dataset>/<mode>_<level>_seed<seed> (its log in train.log there), then writes the tables
-OUT/results_<select>.md and OUT/results_<select>.csv (mean ± sample std over seeds per group).
+in OUT/<dataset>/<mode>_<level>_seed<seed> (OUT: --output-dir; its log in train.log there), then
+writes the tables OUT/results_<select>.md and OUT/results_<select>.csv (mean ± sample std over
+seeds per group).
 
-    python -m train.grid --out runs/grid --dataset kit=DATA/aerial-cars-kit \\
+    python -m train.grid --output-dir runs/grid --dataset kit=DATA/aerial-cars-kit \\
         --modes baseline,lgf,lgf_paper,se,cbam --levels C3 --seeds 0,1,2 --select best \\
         --weather --weather-conditions snow,frost,fog,brightness --severities 1,2,3,4,5 \\
         --backbone resnet18 --img-size 512 --epochs 12 --batch-size 4 --area-ranges tiny \\
@@ -23,7 +24,7 @@ DIR/val), or NAME=DIR to name it; or the explicit --train-img/--train-ann/--val-
 Finished runs: a run is finished when RUN_DIR/result_<select>.json exists and covers the
 requested splits; a restarted grid skips it. An unfinished run is resumed from its last.pt
 (--resume auto), or only re-scored if its training already ended. Changing training flags for an
-existing run directory is refused (use a new --out).
+existing run directory is refused (use a new --output-dir).
 
 Model selection (--select): best = best.pt, the checkpoint with the best validation --best-metric
 (trainer default AP_small) among the run's evaluations; last = last.pt, the end of training. The
@@ -62,7 +63,7 @@ from lgf.modes import MODES
 from lgf.training.config import TrainConfig
 
 from . import train as train_command
-from .flags import flag_namer, report_error
+from .flags import HelpFormatter, deprecated_alias, flag_namer, report_error
 
 # The root the training module is importable from: the checkout, or site-packages when installed.
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,7 +73,7 @@ OWNED_FLAGS = {
     "--mode": "--modes",
     "--insert-level": "--levels",
     "--seed": "--seeds",
-    "--output-dir": "--out",
+    "--output-dir": "--output-dir",
     "--resume": None,
     "--synthetic-dir": None,
 }
@@ -91,10 +92,10 @@ def _data_flags(p: argparse.ArgumentParser) -> None:
         default=None,
         help="'synthetic', DIR or NAME=DIR (repeatable); see the module help",
     )
-    p.add_argument("--train-img")
-    p.add_argument("--train-ann")
-    p.add_argument("--val-img")
-    p.add_argument("--val-ann")
+    p.add_argument("--train-img", help="training images folder (instead of --dataset)")
+    p.add_argument("--train-ann", help="training COCO JSON")
+    p.add_argument("--val-img", help="validation images folder")
+    p.add_argument("--val-ann", help="validation COCO JSON")
     p.add_argument(
         "--data-name", default="data", help="name of the dataset given by --train-img etc."
     )
@@ -122,7 +123,7 @@ def _scoring_flags(p: argparse.ArgumentParser) -> None:
         default="3",
         help="comma-separated weather severities 1..5 (the benchmark's protocol: 1,2,3,4,5)",
     )
-    p.add_argument("--weather-seed", type=int, default=0)
+    p.add_argument("--weather-seed", type=int, default=0, help="seed of the corruptions")
     p.add_argument(
         "--eval-batch-size", type=int, default=4, help="batch size of the grid's own evaluations"
     )
@@ -135,9 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
         description="Multi-seed grid of training runs with a mean ± std table; "
         "unknown flags are passed to every `python -m train.train` run.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("--out", default="runs/grid", help="grid root folder")
+    p.add_argument("--output-dir", default="runs/grid", help="grid root folder")
+    deprecated_alias(p, "--out", "--output-dir")
     p.add_argument("--modes", default=",".join(MODES), help="comma-separated trainer modes")
     p.add_argument("--levels", default="C3", help="comma-separated insert levels (C3, C4, C5)")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated integer seeds")
@@ -192,7 +194,7 @@ def make_grid(args: argparse.Namespace, rest: list[str]) -> Grid:
     modes, levels, seeds = parse_axes(args.modes, args.levels, args.seeds)
     conditions = parse_conditions(args.weather_conditions) if args.weather else ()
     severities = parse_severities(args.severities)
-    out_root = os.path.abspath(args.out)
+    out_root = os.path.abspath(args.output_dir)
     os.makedirs(out_root, exist_ok=True)
     explicit = {k: getattr(args, k) for k in ("train_img", "train_ann", "val_img", "val_ann")}
     datasets = resolve_datasets(

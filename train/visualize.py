@@ -1,6 +1,7 @@
 """Draw detections and gate maps of a checkpoint: `python -m train.visualize --help`.
 
-    python -m train.visualize --checkpoint runs/lgf/best.pt --images a.png b.png --out runs/vis
+    python -m train.visualize --checkpoint runs/lgf/best.pt --images a.png b.png \
+        --output-dir runs/vis
 
 writes OUT/<image stem>.png (image with boxes, class names and scores; for LGF / LGFPaper models
 also the local and global gate maps, averaged over channels) and OUT/<image stem>.json (the
@@ -18,20 +19,21 @@ from lgf.experiments.visualize import visualize_images
 from lgf.training.checkpoint import CheckpointError
 from lgf.training.distributed import resolve_device
 
-from .flags import report_error
+from .flags import HelpFormatter, deprecated_alias, report_error
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m train.visualize",
         description=__doc__.split("\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--checkpoint", required=True, help="last.pt / best.pt written by the trainer")
     p.add_argument(
         "--images", nargs="+", required=True, help="image files, folders or glob patterns"
     )
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--output-dir", help="output folder (required)")
+    deprecated_alias(p, "--out", "--output-dir")
     p.add_argument(
         "--score-thresh", type=float, default=0.3, help="draw detections with at least this score"
     )
@@ -49,14 +51,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.output_dir:
+        parser.error("the following arguments are required: --output-dir")
     try:
         if not 0.0 <= args.score_thresh <= 1.0:
             raise ValueError(f"--score-thresh must be in [0, 1], got {args.score_thresh}")
         paths = visualize_images(
             args.checkpoint,
             args.images,
-            args.out,
+            args.output_dir,
             score_thresh=args.score_thresh,
             device=resolve_device(args.device),
             use_ema=not args.no_ema,

@@ -1,6 +1,6 @@
 """Weather-corrupted copies of a COCO-style dataset, for robustness evaluation.
 
-    python -m train.weather --src-img D/images --src-ann D/val.json --out runs/weather \
+    python -m train.weather --src-img D/images --src-ann D/val.json --output-dir runs/weather \
         --conditions fog,snow,frost,brightness --severities 1,2,3,4,5 --seed 0
 
 writes OUT/<condition>-s<severity>/images/* and OUT/<condition>-s<severity>/annotations.json per
@@ -29,7 +29,7 @@ from lgf.experiments.weather import CONDITIONS, SEVERITIES
 from lgf.experiments.weather_montage import write_montage
 from lgf.experiments.weather_sets import make_weather_sets
 
-from .flags import flag_namer, report_error
+from .flags import HelpFormatter, add_progress_flag, deprecated_alias, flag_namer, report_error
 
 # library setting -> flag, where the flag is not --<setting>
 _FLAGS = {"image_name": "--montage-image", "crop": "--montage-crop"}
@@ -39,11 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m train.weather",
         description=__doc__.split("\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--src-img", required=True, help="source images folder")
     p.add_argument("--src-ann", required=True, help="source COCO JSON")
-    p.add_argument("--out", help="output root (one sub-folder per condition)")
+    p.add_argument("--output-dir", help="output root (one sub-folder per condition)")
+    deprecated_alias(p, "--out", "--output-dir")
     p.add_argument(
         "--conditions",
         default=",".join(CONDITIONS),
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[str(s) for s in SEVERITIES],
         help="one severity (the same as --severities N)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the corruptions")
     p.add_argument("--max-images", type=int, default=0, help="first N images by id only (0 = all)")
     p.add_argument("--overwrite", action="store_true", help="rewrite copies that already exist")
     p.add_argument(
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--montage-width", type=int, default=480, help="width of each montage panel (px)"
     )
+    add_progress_flag(p)
     return p
 
 
@@ -99,20 +101,20 @@ def _montage(args: argparse.Namespace) -> None:
 
 
 def _sets(args: argparse.Namespace) -> None:
-    if not args.out:
-        raise ValueError("--out is required (or give --montage)")
+    if not args.output_dir:
+        raise ValueError("--output-dir is required (or give --montage)")
     if args.max_images < 0:
         raise ValueError(f"--max-images must be >= 0, got {args.max_images}")
     sets = make_weather_sets(
         args.src_img,
         args.src_ann,
-        args.out,
+        args.output_dir,
         args.conditions,
         args.severities,
         args.seed,
         max_images=args.max_images or None,
         overwrite=args.overwrite,
-        progress=True,
+        progress=not args.no_progress,
     )
     for split, paths in sets.items():
         print(f"{split}: --val-img {paths['img_dir']} --val-ann {paths['ann_file']}")

@@ -115,21 +115,29 @@ class CocoDetection(torch.utils.data.Dataset):
     def image_path(self, index: int) -> str:
         return os.path.join(self.img_dir, self.coco.imgs[self.ids[index]]["file_name"])
 
-    def raw_target(self, index: int, width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Boxes (XYXY, clipped to the image) and labels of an image; crowd and empty boxes are
-        left out."""
-        img_id = self.ids[index]
-        boxes, labels = [], []
-        for a in self.coco.imgToAnns.get(img_id, []):
+    def kept_annotations(self, index: int, width: int, height: int) -> list[tuple[dict, list]]:
+        """(annotation, XYXY box clipped to the image) of the boxes an image's target holds;
+        crowd and empty boxes are left out."""
+        kept = []
+        for a in self.coco.imgToAnns.get(self.ids[index], []):
             if a.get("iscrowd", 0):
                 continue
             box = box_xyxy(a["bbox"], width, height)
             if box is None:
                 continue
-            boxes.append(box)
-            labels.append(self.cat_to_label[a["category_id"]])
-        boxes_t = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+            kept.append((a, box))
+        return kept
+
+    def raw_target(self, index: int, width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Boxes (XYXY, clipped to the image) and labels of an image (`kept_annotations`)."""
+        kept = self.kept_annotations(index, width, height)
+        boxes_t = torch.tensor([box for _, box in kept], dtype=torch.float32).reshape(-1, 4)
+        labels = [self.cat_to_label[a["category_id"]] for a, _ in kept]
         return boxes_t, torch.tensor(labels, dtype=torch.int64)
+
+    def extra_targets(self, index: int, width: int, height: int) -> dict:
+        """More target entries before the transforms (none here; lgf.data.masks adds masks)."""
+        return {}
 
     def __getitem__(self, key):
         index, seed = key if isinstance(key, (tuple, list)) else (key, None)
@@ -142,6 +150,7 @@ class CocoDetection(torch.utils.data.Dataset):
             "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w)),
             "labels": labels,
             "image_id": int(self.ids[index]),
+            **self.extra_targets(index, w, h),
         }
         if self.transforms is not None:
             if seed is None:

@@ -43,6 +43,12 @@ class EpochSampler(torch.utils.data.Sampler):
         """Skips the first `start` samples of this rank's share (mid-epoch resume)."""
         self.start = int(start)
 
+    def share(self) -> list[tuple[int, int]]:
+        """This rank's (index, sample_seed) pairs of the epoch, from its first one (ignores
+        `set_start`)."""
+        order, seeds = self._order()
+        return list(zip(order, seeds))
+
     def _order(self):
         g = torch.Generator()
         g.manual_seed(self.seed * 1_000_003 + self.epoch)
@@ -58,12 +64,13 @@ class EpochSampler(torch.utils.data.Sampler):
         return order[self.rank :: self.world_size], seeds[self.rank :: self.world_size]
 
     def __iter__(self):
-        order, seeds = self._order()
-        return iter(list(zip(order, seeds))[self.start :])
+        return iter(self.share()[self.start :])
+
+    def share_size(self) -> int:
+        """How many samples this rank gets per epoch (ignores `set_start`)."""
+        if self.pad and self.world_size > 1:
+            return math.ceil(self.length / self.world_size)
+        return len(range(self.rank, self.length, self.world_size))
 
     def __len__(self):
-        if self.pad and self.world_size > 1:
-            share = math.ceil(self.length / self.world_size)
-        else:
-            share = len(range(self.rank, self.length, self.world_size))
-        return max(0, share - self.start)
+        return max(0, self.share_size() - self.start)

@@ -59,7 +59,7 @@ class DemoSettings:
     threads: int = 2
     workers: int = 1
     device: str = "cpu"
-    progress: bool = False
+    no_progress: bool = False
 
 
 def _config(s: DemoSettings, mode: str, seed: int, data: dict[str, str]) -> TrainConfig:
@@ -83,7 +83,7 @@ def _config(s: DemoSettings, mode: str, seed: int, data: dict[str, str]) -> Trai
         device=s.device,
         threads=s.threads,
         deterministic=True,
-        no_progress=not s.progress,
+        no_progress=s.no_progress,
     )
 
 

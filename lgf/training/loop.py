@@ -23,6 +23,7 @@ from ..utils.setting_errors import NamesSettings
 from ..utils.unwrap import unwrap
 from . import distributed as du
 from .ema import ModelEMA
+from .multiscale import MultiScale, input_size
 from .run_log import RunLogger
 
 __all__ = [
@@ -59,6 +60,7 @@ class TrainStep:
     ema: ModelEMA | None = None
     # regularizer(model) -> scalar added to the loss (logged as loss_feature_enhancement)
     regularizer: Callable[[nn.Module], torch.Tensor] | None = None
+    multiscale: MultiScale | None = None  # one random input size per micro-batch
 
 
 class LossMeter:
@@ -73,8 +75,10 @@ class LossMeter:
     def reset(self) -> None:
         self.sums, self.count = {}, 0
         self.window, self.window_n = {}, 0
+        self.dropped_boxes = 0  # boxes the augmentation removed, summed
 
-    def add(self, values: dict[str, float]) -> None:
+    def add(self, values: dict[str, float], dropped_boxes: int = 0) -> None:
+        self.dropped_boxes += dropped_boxes
         for k, v in values.items():
             self.sums[k] = self.sums.get(k, 0.0) + v
             self.window[k] = self.window.get(k, 0.0) + v
@@ -154,10 +158,21 @@ def steps_per_epoch(num_batches: int, accum_steps: int, iters_per_epoch: int = 0
 
 
 def _to_device(targets: list[dict], device: torch.device) -> list[dict]:
+    """The model's targets on `device` (without the transforms' "dropped_boxes" counts)."""
     return [
-        {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()}
+        {
+            k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v)
+            for k, v in t.items()
+            if k != "dropped_boxes"
+        }
         for t in targets
     ]
+
+
+def _input_size(run: TrainStep, epoch: int, micro: int):
+    if run.multiscale is None:
+        return contextlib.nullcontext()
+    return input_size(run.model, run.multiscale.size(epoch, micro))
 
 
 def _check_finite(loss_value: float, loss_dict: dict, device, epoch: int, step: int) -> None:
@@ -175,15 +190,19 @@ def _check_finite(loss_value: float, loss_dict: dict, device, epoch: int, step: 
     )
 
 
-def _forward_backward(run: TrainStep, images, targets, group_size, sync, epoch, step):
-    """Loss of one micro-batch and its backward (scaled by 1 / group_size); returns the loss
-    terms as floats. `sync`: the last micro-batch of a step, where DDP all-reduces gradients."""
+def _forward_backward(run: TrainStep, images, targets, group_size, sync, epoch, step, micro):
+    """Loss of one micro-batch (number `micro` of the epoch) and its backward (scaled by
+    1 / group_size); returns the loss terms as floats. `sync`: the last micro-batch of a step,
+    where DDP all-reduces gradients."""
     images = [im.to(run.device, non_blocking=True) for im in images]
     targets = _to_device(targets, run.device)
     skip_sync = hasattr(run.model, "no_sync") and not sync
     with run.model.no_sync() if skip_sync else contextlib.nullcontext():
-        with torch.autocast(
-            device_type=run.device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None
+        with (
+            _input_size(run, epoch, micro),
+            torch.autocast(
+                device_type=run.device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None
+            ),
         ):
             loss_dict = run.model(images, targets)
         if run.regularizer is not None:  # outside autocast: the weight statistics stay fp32
@@ -212,6 +231,12 @@ def _optimizer_step(run: TrainStep) -> float:
     return lr
 
 
+def _advance(bar, loss: float, lr: float) -> None:
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+
+
 def _progress_bar(total: int, initial: int, epoch: int):
     return tqdm(
         total=total,
@@ -238,7 +263,8 @@ def train_one_epoch(
     resume). A non-finite loss on any rank raises NonFiniteLossError before anything is stepped.
     `on_step()` runs after each optimizer step; `logger.log(record)` gets the mean losses every
     `limits.log_every` steps. Returns the epoch's mean loss terms ("loss", "loss_<name>") and
-    "stopped" (by max_iters), "steps" (of a full epoch), "time" (s), "epoch_done".
+    "stopped" (by max_iters), "steps" (of a full epoch), "time" (s), "epoch_done",
+    "dropped_boxes" (boxes the augmentation removed from this rank's images).
     """
     limits = limits or EpochLimits()
     run.model.train()
@@ -257,14 +283,11 @@ def train_one_epoch(
         group_size = min(accum, total_micro - group_start)
         last_in_group = micro + 1 == group_start + group_size
         values = _forward_backward(
-            run, images, targets, group_size, last_in_group, epoch, state.step
+            run, images, targets, group_size, last_in_group, epoch, state.step, micro
         )
         micro += 1
-        meter.add(values)
-        if bar is not None:
-            bar.update(1)
-            lr_now = run.optimizer.param_groups[0]["lr"]
-            bar.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{lr_now:.2e}")
+        meter.add(values, dropped_boxes=sum(int(t.get("dropped_boxes", 0)) for t in targets))
+        _advance(bar, values["loss"], run.optimizer.param_groups[0]["lr"])
         if not last_in_group:
             continue
         lr = _optimizer_step(run)
@@ -281,4 +304,5 @@ def train_one_epoch(
     if bar is not None:
         bar.close()
     done = {"stopped": stopped, "steps": n_steps, "time": time.time() - t0}
-    return {**meter.means(), **done, "epoch_done": micro >= total_micro}
+    done.update(dropped_boxes=meter.dropped_boxes, epoch_done=micro >= total_micro)
+    return {**meter.means(), **done}

@@ -25,7 +25,8 @@ __all__ = ["WARN_ON_RESUME", "FREE_ON_RESUME", "check_resume_compatible"]
 
 WARN_ON_RESUME = frozenset(
     {
-        "train_img",  # a moved copy of the same images
+        "data_path",  # a moved copy of the same images
+        "train_img",
         "train_ann",
         "synthetic_dir",
         "val_img",
@@ -33,13 +34,16 @@ WARN_ON_RESUME = frozenset(
         "max_val_images",
         "eval_every",
         "best_metric",
+        "area_ranges",
         "score_thresh",
         "weights_backbone",  # the initial weights; the checkpoint's replace them
+        "weights",
+        "finetune_from",
         "sync_bn",
         "deterministic",
     }
 )
-FREE_ON_RESUME = RUNTIME_FIELDS | {"max_iters"}
+FREE_ON_RESUME = RUNTIME_FIELDS | {"max_iters", "test_only"}
 
 _DEFAULTS = primitive_args(dataclasses.asdict(TrainConfig()))
 

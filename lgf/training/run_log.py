@@ -1,9 +1,10 @@
 """Run logs in the output directory: log.jsonl (every record), metrics.csv (one row per epoch or
 evaluation) and training_curves.png (loss and AP curves; skipped with a warning without matplotlib).
 
-Records are dicts with a "type" ("train", "epoch" or "eval") and the optimizer "step". On resume
-the records written after the checkpoint's step are dropped, since that work is redone. New
-records are appended to log.jsonl; the rewrite on resume, the CSV and the plot are atomic writes.
+Records are dicts with a "type" ("train", "epoch" or "eval") and the optimizer "step"; sinks
+(lgf.training.tensorboard_log) receive each record too. On resume the records written after the
+checkpoint's step are dropped, since that work is redone. New records are appended to
+log.jsonl; the rewrite on resume, the CSV and the plot are atomic writes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import math
 import os
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 from ..utils.atomic_write import atomic_write
@@ -50,9 +52,16 @@ def _read_jsonl(path: str) -> list[dict]:
 class RunLogger:
     """The logs of one run; a disabled logger (ranks other than 0) writes nothing."""
 
-    def __init__(self, output_dir: str, enabled: bool = True, resume_step: int | None = None):
+    def __init__(
+        self,
+        output_dir: str,
+        enabled: bool = True,
+        resume_step: int | None = None,
+        sinks: Sequence[Any] = (),
+    ):
         self.output_dir = output_dir
         self.enabled = enabled
+        self.sinks = list(sinks)  # also get every record: `sink.write(record)`, `sink.close()`
         self.jsonl_path = os.path.join(output_dir, LOG_FILE)
         self.csv_path = os.path.join(output_dir, CSV_FILE)
         self.plot_path = os.path.join(output_dir, PLOT_FILE)
@@ -73,6 +82,14 @@ class RunLogger:
         self.records.append(rec)
         with open(self.jsonl_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(rec) + "\n")
+        for sink in self.sinks:
+            sink.write(rec)
+
+    def close(self) -> None:
+        """Closes the sinks (the files of the logger itself are closed after every write)."""
+        for sink in self.sinks:
+            sink.close()
+        self.sinks = []
 
     def _csv_rows(self) -> dict[tuple, dict[str, Any]]:
         rows = {}

@@ -1,7 +1,9 @@
 """One training run: data, model, loop, evaluation, checkpoints, logs (docs/design.md §5).
 
 Outputs in `output_dir`: last.pt and best.pt (lgf.training.checkpoint), eval/*.json (metrics of
-each evaluation), log.jsonl, metrics.csv, training_curves.png, and summary.json at the end.
+each evaluation), log.jsonl, metrics.csv, training_curves.png, tensorboard/ (when asked), and
+summary.json at the end. With `test_only` the run evaluates its starting weights (a checkpoint
+to resume, `finetune_from`, `weights`) once and writes eval/test.json and summary.json only.
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ from .checkpoint import load_checkpoint, primitive_args, save_checkpoint
 from .config import TrainConfig
 from .data_setup import build_datasets, build_loaders, resolve_data, resolve_num_classes
 from .ema import ModelEMA
+from .finetune import finetune_from_checkpoint
 from .loop import AMP_DTYPES, EpochLimits, TrainState, TrainStep, steps_per_epoch, train_one_epoch
 from .lr_schedule import build_scheduler
+from .multiscale import MultiScale
 from .optim import build_optimizer
 from .output_dir import (
     BEST_CHECKPOINT,
@@ -44,6 +48,9 @@ from .output_dir import (
 from .resume_check import check_resume_compatible
 from .rng import capture_rng_state, restore_rng_state, seed_everything
 from .run_log import RunLogger
+from .settings import check_combinations, resolve_amp
+from .tensorboard_log import TensorBoardSink, require_tensorboard
+from .threads import torch_threads
 
 __all__ = ["Trainer", "check_resume_compatible"]
 
@@ -79,13 +86,17 @@ class Trainer:
         self.info: du.DistInfo | None = None
         self.device: torch.device | None = None
         self.lock: OutputDirLock | None = None
+        self.logger: RunLogger | None = None
+        self.init_report: dict[str, Any] | None = None  # what the starting weights were
 
     def run(self) -> dict[str, Any]:
         with _sigterm_raises():
             try:
                 self._setup()
-                return self._loop()
+                return self._test_only() if self.config.test_only else self._loop()
             finally:
+                if self.logger is not None:
+                    self.logger.close()
                 if self.lock is not None:
                     self.lock.release()
                 du.cleanup()
@@ -100,18 +111,24 @@ class Trainer:
         self.best = {"name": self.config.best_metric, "value": None, "epoch": None, "step": None}
         self.last_metrics = None
         self.resumed_from = self._resume()
-        self.logger = RunLogger(
-            self.config.output_dir,
-            enabled=self.info.is_main,
-            resume_step=self.state.step if self.resumed_from else None,
-        )
+        resume_step = self.state.step if self.resumed_from else None
+        sinks = []
+        if self.config.tensorboard and self.info.is_main:
+            sinks.append(TensorBoardSink(self.config.output_dir, resume_step))
+        self.logger = RunLogger(self.config.output_dir, self.info.is_main, resume_step, sinks=sinks)
+        if self.init_report is not None:
+            self.logger.log({"type": "init", "step": 0, **self.init_report})
 
     def _setup_process(self) -> None:
         c = self.config
         check_metric(c.best_metric, c.area_ranges)
+        check_combinations(c)
+        if c.tensorboard:
+            require_tensorboard()
         if c.threads:
             torch.set_num_threads(c.threads)
         self.info, self.device = du.init_distributed(c.device, c.dist_url)
+        c.amp = resolve_amp(c.amp, self.device)
         seed_everything(c.seed + self.info.rank)
         if c.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -120,6 +137,7 @@ class Trainer:
             path = c.resume
             raise MissingPathError(lambda n: f"{n('resume')}: checkpoint not found: {path!r}")
         self._claim_output_dir()
+        self.resume_path = self._resume_path()
 
     def _claim_output_dir(self) -> None:
         """Rank 0 locks and prepares the output folder (lgf.training.output_dir); every rank
@@ -151,15 +169,37 @@ class Trainer:
                     f"{n('sync_bn')} needs CUDA devices (SyncBatchNorm has no CPU implementation)"
                 )
             )
-        model = build_model(c).to(self.device)
+        model = build_model(c)
+        self._init_weights(model)
+        model = model.to(self.device)
         if c.sync_bn and info.distributed:
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        self.optimizer = build_optimizer(model, c.opt, c.lr, c.momentum, c.weight_decay)
+        self.optimizer = build_optimizer(
+            model, c.opt, c.lr, c.momentum, c.weight_decay, c.norm_weight_decay
+        )
         self.model = model
         if info.distributed:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
         self.ema = ModelEMA(model, c.ema_decay, c.ema_ramp) if c.ema else None
+
+    def _init_weights(self, model: torch.nn.Module) -> None:
+        """Fine-tunes from `finetune_from` (not when resuming: the checkpoint to resume holds the
+        weights); records where the starting weights came from."""
+        c = self.config
+        if c.weights:
+            self.init_report = {"weights": c.weights}
+            _say(f"starting from torchvision's {c.detector} weights {c.weights}", self.info)
+        if not c.finetune_from or self.resume_path:
+            return
+        if not os.path.isfile(c.finetune_from):
+            path = c.finetune_from
+            raise MissingPathError(
+                lambda n: f"{n('finetune_from')}: checkpoint not found: {path!r}"
+            )
+        report = finetune_from_checkpoint(model, c.finetune_from, c.num_classes)
+        self.init_report = {"finetune_from": c.finetune_from, **report.as_dict()}
+        _say(f"fine-tuning: {report.summary()}", self.info)
 
     def _setup_step(self) -> None:
         c = self.config
@@ -198,6 +238,9 @@ class Trainer:
             clip_grad=c.clip_grad,
             ema=self.ema,
             regularizer=regularizer,
+            multiscale=MultiScale(c.img_size, c.seed)
+            if c.data_augmentation == "multiscale"
+            else None,
         )
 
     # ---- resume ------------------------------------------------------------------------------
@@ -212,7 +255,7 @@ class Trainer:
 
     def _resume(self) -> str | None:
         """Restores everything a checkpoint holds; returns its path (None: a fresh run)."""
-        path = self._resume_path()
+        path = self.resume_path
         if path is None:
             return None
         ckpt = load_checkpoint(path)
@@ -285,20 +328,23 @@ class Trainer:
         du.barrier()
 
     # ---- evaluation --------------------------------------------------------------------------
-    def evaluate(self) -> tuple[dict[str, Any], bool]:
-        """Scores the EMA (else the model) on the validation set; returns (metrics, improved)."""
+    def evaluate(self, tag: str | None = None) -> tuple[dict[str, Any], bool]:
+        """Scores the EMA (else the model) on the validation set, with `eval_threads` CPU
+        threads; returns (metrics, improved). Writes eval/<tag>.json (default: the epoch or
+        step)."""
         c, st = self.config, self.state
         net = self.ema.module if self.ema is not None else unwrap(self.model)
         du.broadcast_buffers(net)
-        metrics = evaluate(
-            net,
-            self.val_loader,
-            self.val_set.coco,
-            self.train_set.label_to_cat_id,
-            self.device,
-            progress=not c.no_progress and self.info.is_main,
-            area_ranges=c.area_ranges,
-        )
+        with torch_threads(c.eval_threads):
+            metrics = evaluate(
+                net,
+                self.val_loader,
+                self.val_set.coco,
+                self.train_set.label_to_cat_id,
+                self.device,
+                progress=not c.no_progress and self.info.is_main,
+                area_ranges=c.area_ranges,
+            )
         weights = "ema" if self.ema is not None else "model"
         metrics = {**metrics, "epoch": st.epoch, "step": st.step, "weights": weights}
         value = metrics.get(c.best_metric)
@@ -306,7 +352,8 @@ class Trainer:
         if improved:
             self.best = {"name": c.best_metric, "value": value, "epoch": st.epoch, "step": st.step}
         if self.info.is_main:
-            tag = f"epoch_{st.epoch:03d}" if st.iter_in_epoch == 0 else f"step_{st.step:07d}"
+            if tag is None:
+                tag = f"epoch_{st.epoch:03d}" if st.iter_in_epoch == 0 else f"step_{st.step:07d}"
             write_json(metrics, os.path.join(c.output_dir, EVAL_DIR, f"{tag}.json"))
             self.logger.log({"type": "eval", **metrics})
             shown = area_protocol(c.area_ranges).headline_names
@@ -315,6 +362,26 @@ class Trainer:
         return metrics, improved
 
     # ---- main loop ---------------------------------------------------------------------------
+    def _test_only(self) -> dict[str, Any]:
+        """Evaluates the starting weights once; nothing is trained or saved but the metrics."""
+        c = self.config
+        if self.val_loader is None:
+            raise SettingError(
+                lambda n: (
+                    f"{n('test_only')} needs a validation set ({n('val_img')}/{n('val_ann')}, or "
+                    f"{n('data_path')} with val2017)"
+                )
+            )
+        if not (self.resumed_from or c.finetune_from or c.weights):
+            _say("test only: evaluating untrained weights (no checkpoint or weights given)")
+        t0 = time.time()
+        metrics, _ = self.evaluate(tag="test")
+        summary = self._summary(time.time() - t0)
+        summary.update(test_only=True, checkpoint=self.resumed_from)
+        if self.info.is_main:
+            write_json(summary, os.path.join(c.output_dir, "summary.json"))
+        return summary
+
     def _loop(self) -> dict[str, Any]:
         c, st = self.config, self.state
         _say(
@@ -342,9 +409,9 @@ class Trainer:
 
     def _train_epoch(self) -> dict[str, Any]:
         c, st = self.config, self.state
-        sampler = self.train_loader.sampler
-        sampler.set_epoch(st.epoch)
-        sampler.set_start(st.iter_in_epoch * c.accum_steps * c.batch_size)
+        batches = self.train_loader.batch_sampler
+        batches.set_epoch(st.epoch)
+        batches.set_start(st.iter_in_epoch * c.accum_steps)
         out = train_one_epoch(
             self.step_parts,
             self.train_loader,
@@ -354,7 +421,7 @@ class Trainer:
             logger=self.logger,
             on_step=self._on_step,
         )
-        sampler.set_start(0)
+        batches.set_start(0)
         if out["epoch_done"] or st.iter_in_epoch >= self.spe:
             st.epoch += 1
             st.iter_in_epoch = 0
@@ -365,8 +432,9 @@ class Trainer:
         c, st = self.config, self.state
         lr = self.optimizer.param_groups[0]["lr"]
         losses = {k: v for k, v in out.items() if k.startswith("loss")}
+        dropped = sum(du.all_gather_object(out["dropped_boxes"]))
         record = {"type": "epoch", "epoch": st.epoch, "step": st.step, "lr": lr}
-        self.logger.log({**record, "epoch_time": out["time"], **losses})
+        self.logger.log({**record, "epoch_time": out["time"], **losses, "dropped_boxes": dropped})
         final = stopped or st.epoch >= c.epochs
         due = c.eval_every and (st.epoch % c.eval_every == 0 and st.iter_in_epoch == 0 or final)
         metrics, improved = None, False
@@ -377,6 +445,8 @@ class Trainer:
             self.logger.write_csv()
             self.logger.plot()
         note = " [stopped by max_iters]" if stopped and st.epoch < c.epochs else ""
+        if dropped:
+            note += f"; {dropped} boxes dropped by the {c.data_augmentation} augmentation"
         _say(
             f"epoch {st.epoch}/{c.epochs} step {st.step} loss {out.get('loss', float('nan')):.4f} "
             f"({out['time']:.1f}s){note}",
@@ -397,4 +467,5 @@ class Trainer:
             "best_checkpoint": (
                 os.path.join(out_dir, BEST_CHECKPOINT) if self.best["value"] is not None else None
             ),
+            "init": self.init_report,
         }

@@ -1,6 +1,6 @@
 # make test   : create .venv, install the pinned deps (requirements.txt, with the optional
 #               tensorboard that the trainer's --tensorboard test needs) and this package (building
-#               the extension), run the test suite. Works on a fresh clone; CI runs exactly this.
+#               the extension), run ruff (make lint), then the test suite. Works on a fresh clone; CI runs exactly this.
 # make demo   : same setup, then a short baseline-vs-LGF training demo on synthetic data.
 # make bench  : the kernel benchmark (benchmarks/bench_op.py) on CPU.
 # make build  : rebuild the extension in place (incremental, for development).
@@ -37,7 +37,7 @@ $(VENV)/.installed: $(VENV)/.deps $(SOURCES)
 
 install: $(VENV)/.installed
 
-test: install
+test: install lint
 	$(PY) -m pytest -q tests
 
 demo: install

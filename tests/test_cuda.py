@@ -10,12 +10,15 @@ Three groups:
   * on a GPU (skipped without one): the registered kernels through lgf_ops.lgf_fused.
 """
 
+import atexit
 import ctypes
+import functools
 import os
 import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 import torch
@@ -115,9 +118,18 @@ def load_emulation(path):
     return lib
 
 
+@functools.cache
+def shared_emulation():
+    """The emulation library, built once per test session (this module and
+    test_extreme_values.py share it); removed when the interpreter exits."""
+    folder = tempfile.mkdtemp(prefix="lgf_emu_")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return load_emulation(build_emulation(os.path.join(folder, "lgf_emu.so")))
+
+
 @pytest.fixture(scope="session")
-def emu(tmp_path_factory):
-    return load_emulation(build_emulation(tmp_path_factory.mktemp("lgf_emu") / "lgf_emu.so"))
+def emu():
+    return shared_emulation()
 
 
 def _longs(values):

@@ -2,8 +2,9 @@
 
 |l| up to 1e3, 1e4, 6e4 (the fp16 range), 1e20 and 1e30, saturated gates of both signs, one huge
 pixel among normal ones, and NaN/Inf in every input, for every backend this machine runs: the C++
-kernels at each SIMD level and the plain-PyTorch reference itself. The truth is
-lgf_fused_reference on float64 copies of the inputs.
+kernels at each SIMD level, the CUDA kernels' device code in the CPU emulation (and the real
+kernels on a GPU), the Triton kernels (in Triton's interpreter without a GPU) and the plain-PyTorch
+reference itself. The truth is lgf_fused_reference on float64 copies of the inputs.
 
 A backend is one entry of BACKENDS: a name, a function that returns why it cannot run here (or
 None), the environment it runs under, and a function that runs the op and returns y and the six
@@ -11,6 +12,7 @@ gradients (x, weight, bias, g, gate, gamma).
 """
 
 import dataclasses
+import os
 from collections.abc import Callable
 
 import pytest
@@ -41,6 +43,50 @@ def run_lgf_fused(backend: str) -> Callable:
     return run
 
 
+def run_on_gpu(backend: str) -> Callable:
+    """A runner for the GPU backends: the inputs moved to the GPU when there is one (else the CPU
+    tensors go to Triton's interpreter), the results back to the CPU."""
+    run = run_lgf_fused(backend)
+    if not torch.cuda.is_available():
+        return run
+
+    def on_gpu(inputs: list[torch.Tensor], dy: torch.Tensor):
+        out = run([t.cuda() for t in inputs], dy.cuda())
+        return tuple(t.cpu() for t in out)
+
+    return on_gpu
+
+
+def backend_unavailable(backend: str, needs_gpu: bool) -> Callable[[], str | None]:
+    def why() -> str | None:
+        if backend not in lgf_ops.available_backends():
+            return f"the {backend} backend is not available here"
+        if needs_gpu and not torch.cuda.is_available():
+            return f"no CUDA device: the {backend} kernels run on a GPU (see cuda-emulation)"
+        if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
+            return f"no CUDA device and no TRITON_INTERPRET=1: {backend} cannot run here"
+        return None
+
+    return why
+
+
+def emulation_unavailable() -> str | None:
+    import test_cuda
+
+    return None if test_cuda._host_cxx() else "no host C++ compiler to build the CUDA emulation"
+
+
+def run_cuda_emulation(inputs: list[torch.Tensor], dy: torch.Tensor):
+    """The device code of csrc/cuda compiled for the CPU (tests/cuda_emulation), launched with
+    the real wrappers' plans: y, dx and the parameter gradients."""
+    import test_cuda
+
+    lib = test_cuda.shared_emulation()
+    y = test_cuda.emu_forward(lib, *inputs)
+    dx, grads, _ = test_cuda.emu_backward(lib, dy, *inputs)
+    return (y, dx) + grads
+
+
 def cpp_simd_unavailable(level: str) -> Callable[[], str | None]:
     def why() -> str | None:
         if "cpp" not in lgf_ops.available_backends():
@@ -67,7 +113,12 @@ BACKENDS = [
         (("LGF_CPU_SIMD", level),),
     )
     for level in ("portable", "avx2", "avx512")
-] + [Backend("reference", lambda: None, run_lgf_fused("reference"))]
+] + [
+    Backend("cuda-emulation", emulation_unavailable, run_cuda_emulation),
+    Backend("cuda", backend_unavailable("cuda", needs_gpu=True), run_on_gpu("cuda")),
+    Backend("triton", backend_unavailable("triton", needs_gpu=False), run_on_gpu("triton")),
+    Backend("reference", lambda: None, run_lgf_fused("reference")),
+]
 
 
 @pytest.fixture(params=BACKENDS, ids=lambda b: b.name)

@@ -60,7 +60,6 @@ def lgf_forward_kernel(
     wt, bias, a_l, kl, a_g, kg, gamma, gv = load_channel_params(
         w_ptr, b_ptr, g_ptr, gate_ptr, gamma_ptr, n, cs, cmask, C, ACC
     )
-    gg = gamma * gv
     n64 = i64(n)
     xp = x_ptr + (n64 * sxn + i64(c0) * sxc + i64(h0) * sxh + i64(w0) * sxw)
     yp = y_ptr + (n64 * syn + i64(c0) * syc + i64(h0) * syh + i64(w0) * syw)
@@ -77,11 +76,11 @@ def lgf_forward_kernel(
     for _ in tl.range(0, n_inner, loop_unroll_factor=3):
         xw = xw + _load_row3(xp + xo, sxw, okm, ok0, okp, True, ACC)
         xo += sxh
-        y = fused_output(xw, wt, bias, a_l, kl, a_g, kg, gamma, gg, ACC)
+        y = fused_output(xw, wt, bias, a_l, kl, a_g, kg, gamma, gv, ACC)
         tl.store(yp + yo, y.to(y_ptr.dtype.element_ty), mask=ok0)
         yo += syh
         xw = xw[3:]
     if n_inner < nrows:  # the image's last row: the row below it is zero padding
         zero = tl.zeros_like(xw[0])
-        y = fused_output(xw + (zero, zero, zero), wt, bias, a_l, kl, a_g, kg, gamma, gg, ACC)
+        y = fused_output(xw + (zero, zero, zero), wt, bias, a_l, kl, a_g, kg, gamma, gv, ACC)
         tl.store(yp + yo, y.to(y_ptr.dtype.element_ty), mask=ok0)

@@ -13,7 +13,7 @@ r = 1 / (1 + E):
 so exp never overflows and a saturated gate has a slope of exactly 0 (E underflows). The
 forward only needs s = 1 / (1 + exp(-z)): there exp(-z) may overflow to inf, which gives
 exactly 0. Products are grouped so that large activations do not overflow before a small
-factor is applied: gamma * s_l * l as (gamma * s_l) * l, t * l * s'(z) as t * (l * s'(z)).
+factor is applied: t * l * s'(z) as t * (l * s'(z)); the forward's gamma multiplies the mix.
 """
 
 import triton
@@ -60,13 +60,14 @@ def conv3x3(wt, xw, bias):
 
 
 @triton.jit
-def fused_output(xw, wt, bias, a_l, kl, a_g, kg, gamma, gg, ACC: tl.constexpr):
-    """y at the centre of the 3x3 window xw: x + gamma * (s_l * l + s_g * g), computed as
-    x + (gamma * s_l) * l + (gamma * g) * s_g."""
+def fused_output(xw, wt, bias, a_l, kl, a_g, kg, gamma, gv, ACC: tl.constexpr):
+    """y at the centre of the 3x3 window xw: x + gamma * (s_l * l + s_g * g), in that grouping
+    (the mix is bounded by |l| + |g|, and an infinite gamma gives the reference's signed inf,
+    where gamma distributed over the two terms would give inf - inf)."""
     l = conv3x3(wt, xw, bias)
     s_l = sigmoid(a_l * l + kl, ACC)
     s_g = sigmoid(a_g * l + kg, ACC)
-    return xw[4] + (gamma * s_l) * l + gg * s_g
+    return xw[4] + gamma * (s_l * l + s_g * gv)
 
 
 @triton.jit

@@ -43,17 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     p.set_defaults(**dataclasses.asdict(DemoSettings()))
-    p.add_argument("--output-dir")
+    p.add_argument("--output-dir", help="folder of the synthetic data, the runs and the report")
     p.add_argument("--modes", nargs="+", choices=sorted(MODES), help="the first is the baseline")
     p.add_argument("--seeds", nargs="+", type=int, help="training seeds (two or more for a test)")
-    p.add_argument("--backbone")
-    p.add_argument("--epochs", type=positive_int)
+    p.add_argument("--backbone", help="ResNet depth")
+    p.add_argument("--epochs", type=positive_int, help="training epochs per run")
     p.add_argument("--img-size", type=positive_int, help="synthetic image side = model input")
     p.add_argument("--num-train", type=positive_int, help="synthetic training images")
     p.add_argument("--num-val", type=positive_int, help="synthetic validation images")
-    p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--batch-size", type=positive_int, help="images per step")
     p.add_argument("--lr", type=float, help="AdamW learning rate")
-    p.add_argument("--warmup-iters", type=int)
+    p.add_argument("--warmup-iters", type=int, help="linear warm-up steps")
     p.add_argument("--data-seed", type=int, help="seed of the synthetic set (one set for all runs)")
     p.add_argument(
         "--threads", type=positive_int, help="torch CPU threads (the numbers depend on it)"

@@ -269,8 +269,8 @@ def _regulariser_and_limit_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _output_flags(p: argparse.ArgumentParser) -> None:
-    r = p.add_argument_group("evaluation, checkpoints, logging")
+def _evaluation_flags(p: argparse.ArgumentParser) -> None:
+    r = p.add_argument_group("evaluation")
     r.add_argument(
         "--eval-every",
         type=non_negative_int,
@@ -308,6 +308,10 @@ def _output_flags(p: argparse.ArgumentParser) -> None:
         help="size buckets of the evaluation: coco (small/medium/large) or tiny (AI-TOD's very "
         "tiny/tiny/small/medium)",
     )
+
+
+def _output_flags(p: argparse.ArgumentParser) -> None:
+    r = p.add_argument_group("checkpoints, logging")
     r.add_argument("--output-dir", help="folder of the checkpoints, logs and metrics")
     r.add_argument(
         "--resume",
@@ -368,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
         _model_size_flags,
         _optimiser_flags,
         _regulariser_and_limit_flags,
+        _evaluation_flags,
         _output_flags,
         _system_flags,
     ):

@@ -216,11 +216,24 @@ def _forward_backward(run: TrainStep, images, targets, group_size, sync, epoch, 
     return values
 
 
-def _optimizer_step(run: TrainStep) -> float:
-    """Clips, steps the optimizer, scaler, scheduler and EMA; returns the lr that was used."""
-    if run.clip_grad and run.clip_grad > 0:
+def _optimizer_step(run: TrainStep, epoch: int, step: int) -> float:
+    """Clips, steps the optimizer, scaler, scheduler and EMA; returns the lr that was used.
+    Without a GradScaler (fp32, bf16) non-finite gradients stop the run before they reach the
+    weights; with one (fp16) the scaler skips such steps and lowers its scale, as it should."""
+    clip = bool(run.clip_grad and run.clip_grad > 0)
+    if clip or not run.scaler.is_enabled():
         run.scaler.unscale_(run.optimizer)
-        torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.clip_grad)
+        max_norm = run.clip_grad if clip else float("inf")  # inf: the norm only, no clipping
+        norm = float(torch.nn.utils.clip_grad_norm_(run.model.parameters(), max_norm))
+        if not run.scaler.is_enabled() and not math.isfinite(norm):
+            raise NonFiniteLossError(
+                lambda n: (
+                    f"non-finite gradients at epoch {epoch + 1}, step {step + 1} (total norm "
+                    f"{norm}) with a finite loss. Training stopped; the last checkpoint written "
+                    f"before this step is intact. With {n('amp')} bf16 on the CPU, try "
+                    f"{n('amp')} none; else a lower {n('lr')} or {n('clip_grad')}."
+                )
+            )
     lr = run.optimizer.param_groups[0]["lr"]
     run.scaler.step(run.optimizer)
     run.scaler.update()
@@ -290,7 +303,7 @@ def train_one_epoch(
         _advance(bar, values["loss"], run.optimizer.param_groups[0]["lr"])
         if not last_in_group:
             continue
-        lr = _optimizer_step(run)
+        lr = _optimizer_step(run, epoch, state.step)
         state.step += 1
         state.iter_in_epoch += 1
         if logger is not None and (state.step % limits.log_every == 0 or micro >= total_micro):

@@ -10,7 +10,7 @@ its output captured; a failing step does not stop the independent steps. Three p
 2. at the same time (correctness checks, no timing):
    stream      the CUDA and Triton backends on a non-default stream (gpu_check_driver.py)
    device1     tensors on cuda:1 (only with two or more GPUs)
-   test_cuda   pytest tests/test_cuda.py on the GPU
+   test_cuda   pytest tests/test_cuda.py tests/test_extreme_values.py on the GPU
    sanitizer   compute-sanitizer memcheck, racecheck, synccheck, initcheck (each one the
                toolkit has) on gpu_check_driver.py smoke: both CUDA kernels, forward and
                backward, NCHW and channels_last, fp32 and bf16, small shapes
@@ -230,7 +230,8 @@ def check_steps(info: dict, out_dir: str, gpu_entry: str) -> list[Step]:
     steps = [Step("stream", driver + ["stream"], 120, ("import",))]
     if len(info["devices"]) > 1:
         steps.append(Step("device1", driver + ["device1"], 120, ("import",)))
-    steps.append(Step("test_cuda", _pytest("tests/test_cuda.py"), 300, ("import",)))
+    cuda_tests = _pytest("tests/test_cuda.py", "tests/test_extreme_values.py")
+    steps.append(Step("test_cuda", cuda_tests, 300, ("import",)))
     steps += sanitizer_steps()
     steps.append(Step("test_triton", _pytest("tests/test_triton.py", "tests/test_blocks.py"), 300))
     static = [sys.executable, "benchmarks/gpu_static.py", "--shape", "A", "--gpu", gpu_entry]

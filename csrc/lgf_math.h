@@ -51,6 +51,19 @@ LGF_HD void sigmoid_slope(T z, T& s, T& ds) {
   ds = eq * q;
 }
 
+#if defined(__CUDA_ARCH__)
+// The same on the GPU, in fewer instructions: s = 1 / (1 + e) with e = exp(-z) and s' = (e s) s,
+// in that order. e s = e / (1 + e) <= 1, so nothing overflows or cancels: for z >> 0, e is tiny
+// and s' = e; for z << 0, s is tiny and e s is about 1. Where e overflows (z < -88), s = 0 and e
+// is capped at FLT_MAX so that s' = 0, not inf * 0 (fminf keeps the cap for a NaN e, but s is NaN
+// then, so s' is NaN too).
+__device__ __forceinline__ void sigmoid_slope(float z, float& s, float& ds) {
+  const float e = __expf(-z);
+  s = 1.0f / (1.0f + e);
+  ds = (fminf(e, 3.40282347e38f) * s) * s;
+}
+#endif
+
 // Both gates at once: the sigmoids (forward) and the sigmoids with their slopes (backward).
 // Backends may overload these for their vector types (found by argument-dependent lookup).
 template <typename T>

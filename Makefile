@@ -1,4 +1,5 @@
-# make test   : create .venv, install the pinned deps and this package (building the extension),
+# make test   : create .venv, install the pinned deps (the export extra included: onnx, onnxscript,
+#               onnxruntime) and this package (building the extension),
 #               run the test suite. Works on a fresh clone; CI runs exactly this.
 # make demo   : same setup, then a short baseline-vs-LGF training demo on synthetic data.
 # make bench  : the kernel benchmark (benchmarks/bench_op.py) on CPU.

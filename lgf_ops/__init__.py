@@ -22,6 +22,7 @@ from ._validate import check_inputs
 from ._version import __version__
 from .build_info import build_info, recorded_build
 from .cuda_targets import coverage_gap
+from .export import export_decompositions, lgf_fused_script
 from .reference import lgf_fused_reference
 
 __all__ = [
@@ -30,8 +31,10 @@ __all__ = [
     "available_backends",
     "build_info",
     "cuda_kernel_gap",
+    "export_decompositions",
     "lgf_fused",
     "lgf_fused_reference",
+    "lgf_fused_script",
     "resolve_backend",
 ]
 
@@ -192,6 +195,8 @@ def lgf_fused(
             device), "cpp", "cuda", "triton" or "reference".
     """
     check_inputs(x, weight, bias, g, gate, gamma)
+    if torch.onnx.is_in_onnx_export():  # ONNX has no lgf op: export the math in standard ops
+        return lgf_fused_reference(x, weight, bias, g, gate, gamma)
     name = resolve_backend(backend, x.device)
     if name in ("cpp", "cuda"):
         return torch.ops.lgf.fused_forward(x, weight, bias, g, gate, gamma)

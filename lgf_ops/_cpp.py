@@ -70,3 +70,6 @@ if _C is not None:
     torch.library.register_autograd(
         "lgf::fused_backward", no_double_backward, setup_context=no_setup
     )
+    from .export import register_reference_decomposition
+
+    register_reference_decomposition(torch.ops.lgf.fused_forward.default)

@@ -3,6 +3,7 @@ installed wheel, outside the repository; the version, build info and `python -m 
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -105,3 +106,21 @@ def test_one_version_everywhere():
     assert lgf.__version__ == lgf_ops.__version__
     out = run([sys.executable, "setup.py", "--version"], ROOT, build_env())
     assert out.strip().splitlines()[-1] == lgf.__version__
+
+
+def test_docs_point_at_nothing_outside_the_repository():
+    """A clone has no ../shared: docs/ names no path outside the repository, and every relative
+    link in it leads to a file of the repository."""
+    for name in git_files("docs"):
+        if not name.endswith(".md"):
+            continue
+        path = os.path.join(ROOT, name)
+        with open(path) as f:
+            text = f.read()
+        assert "../shared" not in text, f"{name} points at ../shared"
+        for target in re.findall(r"\]\(([^)#\s]+)", text):
+            if "://" in target:
+                continue
+            resolved = os.path.normpath(os.path.join(os.path.dirname(path), target))
+            assert resolved.startswith(ROOT + os.sep), f"{name}: link {target} leaves the repo"
+            assert os.path.exists(resolved), f"{name}: link {target} leads nowhere"

@@ -104,7 +104,9 @@ def test_script_block(gate, backend):
 
 def test_script_block_trains():
     block = make_block()
-    scripted = torch.jit.script(block)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated in torch 2.14
+        scripted = torch.jit.script(block)
     x = torch.randn(2, 64, 6, 7)
     scripted(x).square().sum().backward()
     grads = [p.grad.clone() for p in block.parameters()]

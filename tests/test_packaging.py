@@ -124,3 +124,34 @@ def test_docs_point_at_nothing_outside_the_repository():
             resolved = os.path.normpath(os.path.join(os.path.dirname(path), target))
             assert resolved.startswith(ROOT + os.sep), f"{name}: link {target} leaves the repo"
             assert os.path.exists(resolved), f"{name}: link {target} leads nowhere"
+
+
+SETUP_TARGETS = """
+import runpy, sys
+sys.argv = ["setup.py", "--version"]
+print(runpy.run_path("setup.py")["cuda_targets"]())
+"""
+
+
+def test_setup_records_the_targets_of_the_arch_list():
+    env = {**build_env(), "TORCH_CUDA_ARCH_LIST": "7.5;8.0;9.0a;9.0+PTX"}
+    out = run([sys.executable, "-c", SETUP_TARGETS], ROOT, env)
+    assert out.strip().splitlines()[-1] == "['compute_90', 'sm_75', 'sm_80', 'sm_90', 'sm_90a']"
+
+
+def test_recorded_targets_are_the_fatbinary_of_the_extension():
+    """What build_info() says the CUDA code covers is what the built library holds."""
+    info = lgf_ops.build_info()
+    if "cuda" not in info["backends"]:
+        pytest.skip("the extension has no CUDA kernels (built without nvcc or LGF_BUILD_CUDA=0)")
+    if info["cuda_targets"] is None:
+        pytest.fail("the extension has CUDA kernels but no recorded targets: rebuild it")
+    from benchmarks.static.cuobjdump import ToolMissing, run_cuobjdump
+
+    try:
+        listing = run_cuobjdump(info["extension"], "--list-elf", "--list-ptx")
+    except ToolMissing as e:
+        pytest.skip(str(e))
+    found = {f"sm_{a}" for a in re.findall(r"\.sm_(\w+)\.cubin", listing)}
+    found |= {f"compute_{a}" for a in re.findall(r"\.sm_(\w+)\.ptx", listing)}
+    assert found == set(info["cuda_targets"]), listing

@@ -2,6 +2,9 @@
 plain-PyTorch reference: the first check on a new machine (`python -m lgf_ops`)."""
 
 import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -13,6 +16,7 @@ from .reference import lgf_fused_reference
 TOLERANCE = {torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 8e-2}
 LAYOUTS = ("nchw", "channels_last")
 OUTPUTS = ("y", "dx", "dweight", "dbias", "dg", "dgate", "dgamma")
+SIMD_LEVELS = ("portable", "avx2", "avx512")  # the C++ CPU kernels' float levels, low to high
 
 
 @dataclass
@@ -26,7 +30,7 @@ class CheckResult:
     failure: str = ""  # the exception, when the backend raised one
 
     def line(self) -> str:
-        name = f"{self.backend:<9} {str(self.dtype).removeprefix('torch.'):<8} {self.layout:<13}"
+        name = f"{self.backend:<12} {str(self.dtype).removeprefix('torch.'):<8} {self.layout:<13}"
         if self.failure:
             return f"FAIL {name} raised {self.failure}"
         verdict = "ok  " if self.passed else "FAIL"
@@ -104,14 +108,49 @@ def check_backend(
     return CheckResult(backend, dtype, layout, worst, error, error <= TOLERANCE[dtype])
 
 
+@contextmanager
+def simd_cap(level: str) -> Iterator[None]:
+    """Caps the C++ CPU kernels at `level` (LGF_CPU_SIMD, read on every call) meanwhile."""
+    old = os.environ.get("LGF_CPU_SIMD")
+    os.environ["LGF_CPU_SIMD"] = level
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["LGF_CPU_SIMD"]
+        else:
+            os.environ["LGF_CPU_SIMD"] = old
+
+
+def runnable_simd_levels() -> list[str]:
+    """The SIMD levels of the C++ CPU kernels that this CPU runs."""
+    levels = []
+    for level in SIMD_LEVELS:
+        with simd_cap(level):
+            if torch.ops.lgf.cpu_simd() == level:
+                levels.append(level)
+    return levels
+
+
+def _check_at_level(level: str, dtype: torch.dtype, layout: str) -> CheckResult:
+    with simd_cap(level):
+        result = check_backend("cpp", dtype, layout, torch.device("cpu"))
+    result.backend = f"cpp:{level}"
+    return result
+
+
 def run_self_test(device: torch.device) -> list[CheckResult]:
-    """Each runnable backend x (float32, and float16/bfloat16 on CUDA) x NCHW/channels_last."""
+    """Each runnable backend (the C++ CPU kernels at each SIMD level this CPU has) x (float32, and
+    float16/bfloat16 on CUDA) x NCHW/channels_last."""
     dtypes = [torch.float32]
     if device.type == "cuda":
         dtypes += [torch.float16, torch.bfloat16]
-    return [
-        check_backend(backend, dtype, layout, device)
-        for backend in runnable_backends(device)
-        for dtype in dtypes
-        for layout in LAYOUTS
-    ]
+    results = []
+    for backend in runnable_backends(device):
+        for dtype in dtypes:
+            for layout in LAYOUTS:
+                if backend == "cpp":
+                    results += [_check_at_level(lv, dtype, layout) for lv in runnable_simd_levels()]
+                else:
+                    results.append(check_backend(backend, dtype, layout, device))
+    return results

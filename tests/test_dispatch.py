@@ -12,6 +12,7 @@ import torch
 import lgf_ops
 from lgf_ops import _cpp
 from lgf_ops.cuda_targets import coverage_gap, parse_target, target_runs_on
+from lgf_ops.self_test import runnable_simd_levels
 
 DEFAULT_BUILD = ["compute_90", "sm_80", "sm_90"]  # TORCH_CUDA_ARCH_LIST="8.0;9.0+PTX"
 CUDA = torch.device("cuda")
@@ -150,7 +151,22 @@ def test_python_m_lgf_ops_self_test_passes():
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert '"cpu_simd_in_use"' in proc.stdout
-    assert "ok   cpp" in proc.stdout and "checks passed" in proc.stdout
+    assert "checks passed" in proc.stdout
+    for level in runnable_simd_levels():  # each SIMD level this CPU has is checked
+        assert f"ok   cpp:{level} " in proc.stdout, proc.stdout
+    assert runnable_simd_levels()[0] == "portable"
+
+
+def test_auto_resolves_under_torch_compile_fullgraph(fresh_dispatch):
+    """The per-device choice is a constant for torch.compile (no graph break, no retrace)."""
+    on_gpu(fresh_dispatch, (7, 5))
+
+    def backend_name_length(x: torch.Tensor) -> torch.Tensor:
+        return x + len(lgf_ops.resolve_backend("auto", torch.device("cuda", 0)))
+
+    with pytest.warns(RuntimeWarning, match="through Triton"):
+        out = torch.compile(backend_name_length, fullgraph=True, backend="eager")(torch.zeros(2))
+    assert out.tolist() == [6.0, 6.0]  # len("triton")
 
 
 def test_self_test_fails_on_wrong_numbers(monkeypatch, capsys):

@@ -155,3 +155,17 @@ def test_recorded_targets_are_the_fatbinary_of_the_extension():
     found = {f"sm_{a}" for a in re.findall(r"\.sm_(\w+)\.cubin", listing)}
     found |= {f"compute_{a}" for a in re.findall(r"\.sm_(\w+)\.ptx", listing)}
     assert found == set(info["cuda_targets"]), listing
+
+
+@pytest.mark.parametrize("module, script", [("train", "lgf-train"), ("evaluate", "lgf-eval")])
+def test_console_scripts_name_themselves_in_help(module, script, monkeypatch):
+    """setup.py installs train/ as lgf_cli with these console scripts."""
+    import importlib
+
+    command = importlib.import_module(f"train.{module}")
+    monkeypatch.setattr(sys, "argv", [f"/venv/bin/{script}"])
+    assert command.build_parser().prog == script
+    monkeypatch.setattr(sys, "argv", [f"/repo/train/{module}.py"])
+    assert command.build_parser().prog == f"python -m train.{module}"
+    with open(os.path.join(ROOT, "setup.py")) as f:
+        assert f'"{script} = lgf_cli.{module}:main"' in f.read()

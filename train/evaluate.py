@@ -18,12 +18,12 @@ from lgf.data import DatasetError
 from lgf.evaluation import evaluate_checkpoint
 from lgf.training.checkpoint import CheckpointError
 
-from .flags import HelpFormatter, non_negative_int, positive_int, report_error
+from .flags import HelpFormatter, command_name, non_negative_int, positive_int, report_error
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m train.evaluate",
+        prog=command_name("evaluate"),
         description="Evaluate a training checkpoint (last.pt / best.pt) on a COCO-style set "
         "with pycocotools.",
         formatter_class=HelpFormatter,

@@ -1,6 +1,7 @@
 # make test   : create .venv, install the pinned deps (requirements.txt, with the optional
-#               tensorboard that the trainer's --tensorboard test needs) and this package (building
-#               the extension), run ruff (make lint), then the test suite. Works on a fresh clone; CI runs exactly this.
+#               tensorboard and the export extra: onnx, onnxscript, onnxruntime) and this package
+#               (building the extension), run ruff (make lint), then the test suite. Works on a
+#               fresh clone; CI runs exactly this.
 # make demo   : same setup, then a short baseline-vs-LGF training demo on synthetic data.
 # make bench  : the kernel benchmark (benchmarks/bench_op.py) on CPU.
 # make build  : rebuild the extension in place (incremental, for development).

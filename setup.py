@@ -9,13 +9,29 @@ The build never calls torch.cuda.is_available(): it works on machines without a 
 """
 
 import glob
+import json
 import os
+import re
 import shutil
+import subprocess
 import sys
 
 from setuptools import find_packages, setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+# The row-kernel files compiled for the CPU, one per SIMD level (csrc/cpu/row_kernels_<level>.cpp).
+ROW_KERNELS = re.compile(r"row_kernels_(\w+)\.cpp$")
+
+
+def read_version():
+    """The one version string, kept in lgf_ops/_version.py (lgf and lgf_ops both export it)."""
+    with open(os.path.join(ROOT, "lgf_ops", "_version.py")) as f:
+        match = re.search(r'^__version__ = "([^"]+)"$', f.read(), re.M)
+    if match is None:
+        raise RuntimeError('lgf_ops/_version.py must hold a line __version__ = "X.Y.Z"')
+    return match.group(1)
 
 
 def log(msg):
@@ -106,15 +122,69 @@ def extensions():
     ]
 
 
+def nvcc_version(cuda_home):
+    out = subprocess.run(
+        [os.path.join(cuda_home, "bin", "nvcc"), "--version"], capture_output=True, text=True
+    ).stdout
+    match = re.search(r"release ([0-9.]+)", out)
+    return match.group(1) if match else None
+
+
+def cuda_targets():
+    """What the fatbinary holds, from the flags torch gives nvcc: ["sm_80", "sm_90", "compute_90"]
+    (sm_XY: machine code for compute capability X.Y; compute_XY: PTX the driver compiles)."""
+    from torch.utils.cpp_extension import _get_cuda_arch_flags
+
+    targets = []
+    for flag in _get_cuda_arch_flags():
+        for code in re.findall(r",code=\[?([\w,]+)\]?", flag):
+            targets += [c for c in code.split(",") if c not in targets]
+    return sorted(targets)
+
+
+def build_info(ext):
+    """Facts about this build that the compiled library cannot tell (lgf_ops.build_info())."""
+    import torch
+
+    is_cuda = any(src.endswith(".cu") for src in ext.sources)
+    cuda_home = os.environ.get("CUDA_HOME") if is_cuda else None
+    return {
+        "version": read_version(),
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "nvcc": nvcc_version(cuda_home) if cuda_home else None,
+        "cuda_targets": cuda_targets() if is_cuda else [],
+        "cpu_simd_compiled": [
+            m.group(1) for m in map(ROW_KERNELS.search, sorted(ext.sources)) if m is not None
+        ],
+    }
+
+
 def build_ext_cls():
     from torch.utils.cpp_extension import BuildExtension
 
-    return BuildExtension.with_options(use_ninja=True)
+    base = BuildExtension.with_options(use_ninja=True)
+
+    class BuildExtensionWithInfo(base):
+        """Writes lgf_ops/_build_info.json next to the built lgf_ops._C (in place or in the
+        build directory a wheel is made from)."""
+
+        def run(self):
+            super().run()
+            for ext in self.extensions:
+                path = os.path.join(
+                    os.path.dirname(self.get_ext_fullpath(ext.name)), "_build_info.json"
+                )
+                with open(path, "w") as f:
+                    json.dump(build_info(ext), f, indent=1)
+                log(f"wrote {path}")
+
+    return BuildExtensionWithInfo
 
 
 setup(
     name="lgf",
-    version="0.1.0",
+    version=read_version(),
     description=(
         "Local-Global Fusion for small-object detection: fused CPU/CUDA/Triton op, blocks, "
         "RetinaNet, trainer"
@@ -126,13 +196,14 @@ setup(
     package_dir={"lgf_cli": "train"},
     ext_modules=extensions(),
     cmdclass={"build_ext": build_ext_cls()},
-    python_requires=">=3.9",
+    python_requires=">=3.11",
     install_requires=["torch>=2.4", "torchvision", "numpy", "pycocotools", "tqdm"],
     extras_require={
         "plot": ["matplotlib"],
         "triton": ["triton"],
         "tensorboard": ["tensorboard"],  # the trainer's --tensorboard
         "test": ["pytest", "tensorboard"],
+        "export": ["onnx", "onnxscript", "onnxruntime"],
     },
     entry_points={
         "console_scripts": [

@@ -13,6 +13,8 @@ subpackages lgf.training, lgf.evaluation and lgf.experiments, imported when aske
 
 from typing import Any
 
+from lgf_ops._version import __version__
+
 from .blocks import CBAM, LGF, SE, LGFPaper
 from .counting import block_complexity, model_complexity
 from .detectors import build_detector
@@ -30,6 +32,7 @@ from .peers import ASFFPN, GLMD, SIEFPN
 from .regularizers import feature_enhancement_loss
 
 __all__ = [
+    "__version__",
     "LGF",
     "LGFPaper",
     "SE",

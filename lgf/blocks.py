@@ -124,11 +124,14 @@ class LGF(nn.Module):
 
     def effective_gate(self) -> torch.Tensor:
         """The (6, C) coefficient matrix fed to the op (rows a_l, b_l, c_l, a_g, b_g, c_g)."""
-        if self.gate_mode == "sigmoid":
-            return self.gate
-        if self.gate_mode == "softmax":
-            return torch.cat([self.gate, -self.gate], dim=0)
-        return self.fixed_gate.to(self.weight.dtype)
+        # Tested on `gate`, not on gate_mode, so that TorchScript compiles only the branch this
+        # block has (a "sum" block has no `gate`, the others no `fixed_gate`).
+        gate = self.gate
+        if gate is None:
+            return self.fixed_gate.to(self.weight.dtype)
+        if gate.shape[0] == 3:  # "softmax"
+            return torch.cat([gate, -gate], dim=0)
+        return gate
 
     def global_context(self, x: torch.Tensor) -> torch.Tensor:
         """g of shape (N, C), in x's dtype (the op requires g to match x)."""
@@ -136,12 +139,21 @@ class LGF(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.channels:
-            raise ValueError(
-                f"LGF: expected input (N, {self.channels}, H, W), got {tuple(x.shape)}"
-            )
+            shape = ", ".join([str(n) for n in x.shape])
+            raise ValueError(f"LGF: expected input (N, {self.channels}, H, W), got ({shape})")
         g = self.global_context(x)
+        gate = self.effective_gate()
+        if torch.jit.is_scripting():
+            backend = "auto" if self.backend is None else self.backend
+            return lgf_ops.lgf_fused_script(
+                x, self.weight, self.bias, g, gate, self.gamma, backend=backend
+            )
+        return self._fused(x, g, gate)
+
+    @torch.jit.unused
+    def _fused(self, x: torch.Tensor, g: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
         return lgf_ops.lgf_fused(
-            x, self.weight, self.bias, g, self.effective_gate(), self.gamma, backend=self.backend
+            x, self.weight, self.bias, g, gate, self.gamma, backend=self.backend
         )
 
     def gate_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

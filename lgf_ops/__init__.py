@@ -3,9 +3,11 @@
     y = lgf_ops.lgf_fused(x, weight, bias, g, gate, gamma, backend="auto")
 
 Backends: "cpp" (C++ CPU kernel), "cuda" (CUDA kernel), "triton" (Triton kernels, GPU or
-TRITON_INTERPRET=1), "reference" (plain PyTorch). "auto" picks, for CUDA tensors, cuda > triton >
-reference (with one warning when it has to fall back to the reference) and, for CPU tensors,
-cpp > reference. The env var LGF_BACKEND sets the default.
+TRITON_INTERPRET=1), "reference" (plain PyTorch). "auto" picks, for CUDA tensors, cuda (when its
+compiled code runs on the tensor's GPU) > triton > reference and, for CPU tensors,
+cpp > reference, with one warning that says why when a compiled kernel cannot be used. The env
+var LGF_BACKEND sets the default. `python -m lgf_ops` prints build_info() and tests every
+backend on this machine.
 """
 
 import importlib.util
@@ -17,9 +19,24 @@ from torch import Tensor
 
 from . import _cpp
 from ._validate import check_inputs
+from ._version import __version__
+from .build_info import build_info, recorded_build
+from .cuda_targets import coverage_gap
+from .export import export_decompositions, lgf_fused_script
 from .reference import lgf_fused_reference
 
-__all__ = ["lgf_fused", "lgf_fused_reference", "available_backends", "BACKENDS"]
+__all__ = [
+    "BACKENDS",
+    "__version__",
+    "available_backends",
+    "build_info",
+    "cuda_kernel_gap",
+    "export_decompositions",
+    "lgf_fused",
+    "lgf_fused_reference",
+    "lgf_fused_script",
+    "resolve_backend",
+]
 
 BACKENDS = ("auto", "cpp", "cuda", "triton", "reference")
 
@@ -27,6 +44,7 @@ BACKENDS = ("auto", "cpp", "cuda", "triton", "reference")
 # Looked up once at import, so that lgf_fused stays traceable by torch.compile (fullgraph).
 _HAS_CPP = _cpp.has_cpu_kernel()
 _HAS_CUDA = _cpp.has_cuda_kernel()
+_CUDA_TARGETS = (recorded_build() or {}).get("cuda_targets") if _HAS_CUDA else None
 _TRITON_STATE: dict[str, str] = {}  # {"error": why the Triton op cannot load, or ""}
 _WARNED: set[str] = set()
 
@@ -68,23 +86,56 @@ def _default_backend() -> str:
     return name
 
 
-def _warn_once(key: str, message: str) -> None:
-    if key not in _WARNED:
-        _WARNED.add(key)
+def _warn_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
         warnings.warn(message, RuntimeWarning, stacklevel=4)
 
 
+def _no_extension() -> str:
+    return f"the extension lgf_ops._C did not load ({_cpp.load_error()})"
+
+
+def _capability(device: torch.device) -> tuple[int, int]:
+    return torch.cuda.get_device_capability(device)
+
+
+def cuda_kernel_gap(device: torch.device) -> str:
+    """Why the compiled CUDA kernels cannot run on this CUDA device ("" when they can)."""
+    if not _cpp.loaded():
+        return _no_extension()
+    if not _HAS_CUDA:
+        return "the extension was built without CUDA kernels"
+    return coverage_gap(_CUDA_TARGETS, _capability(device))
+
+
+_constant_cuda_gap = torch.compiler.assume_constant_result(cuda_kernel_gap)
+
+
 @torch.compiler.assume_constant_result
-def _auto_cuda() -> str:
-    if _HAS_CUDA:
+def _auto_cuda(device: torch.device) -> str:
+    gap = cuda_kernel_gap(device)
+    if not gap:
         return "cuda"
     error = triton_load_error()
     if not error:
+        if _HAS_CUDA or not _cpp.loaded():  # a CPU-only build is a choice, not worth a warning
+            _warn_once(f"lgf_fused: backend='auto' runs CUDA tensors through Triton: {gap}")
         return "triton"
     _warn_once(
-        "auto-cuda",
         "lgf_fused: backend='auto' runs CUDA tensors through the plain-PyTorch reference "
-        f"(slow): the extension was built without CUDA kernels and Triton is unusable ({error})",
+        f"(slow): {gap}, and Triton is unusable ({error})"
+    )
+    return "reference"
+
+
+@torch.compiler.assume_constant_result
+def _auto_cpu() -> str:
+    if _HAS_CPP:
+        return "cpp"
+    _warn_once(
+        "lgf_fused: backend='auto' runs CPU tensors through the plain-PyTorch reference "
+        f"(slow): {_no_extension()}"
     )
     return "reference"
 
@@ -97,8 +148,8 @@ def resolve_backend(backend: str | None, device: torch.device) -> str:
         raise ValueError(f"lgf_fused: backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
         if device.type == "cuda":
-            return _auto_cuda()
-        return "cpp" if device.type == "cpu" and _HAS_CPP else "reference"
+            return _auto_cuda(device)
+        return _auto_cpu() if device.type == "cpu" else "reference"
     if backend == "cpp":
         if not _HAS_CPP:
             raise RuntimeError(
@@ -114,6 +165,9 @@ def resolve_backend(backend: str | None, device: torch.device) -> str:
             )
         if device.type != "cuda":
             raise ValueError(f"lgf_fused: backend='cuda' runs on CUDA tensors, got x on {device}")
+        gap = _constant_cuda_gap(device)
+        if gap:
+            raise RuntimeError(f"lgf_fused: backend='cuda' requested but {gap}")
     elif backend == "triton" and triton_load_error():
         raise RuntimeError(
             f"lgf_fused: backend='triton' requested but Triton is unusable: {triton_load_error()}"
@@ -141,6 +195,8 @@ def lgf_fused(
             device), "cpp", "cuda", "triton" or "reference".
     """
     check_inputs(x, weight, bias, g, gate, gamma)
+    if torch.onnx.is_in_onnx_export():  # ONNX has no lgf op: export the math in standard ops
+        return lgf_fused_reference(x, weight, bias, g, gate, gamma)
     name = resolve_backend(backend, x.device)
     if name in ("cpp", "cuda"):
         return torch.ops.lgf.fused_forward(x, weight, bias, g, gate, gamma)

@@ -13,19 +13,35 @@ from ._autograd import no_double_backward, no_setup, save_inputs
 from ._fake import fused_backward_fake, fused_forward_fake
 from ._layout import output_memory_format
 
-__all__ = ["has_cpu_kernel", "has_cuda_kernel", "load_error", "output_memory_format"]
+__all__ = [
+    "extension_path",
+    "has_cpu_kernel",
+    "has_cuda_kernel",
+    "load_error",
+    "loaded",
+    "output_memory_format",
+]
 
 try:
     from . import _C  # noqa: F401  (loading it runs the TORCH_LIBRARY registrations)
 
     _LOAD_ERROR = None
-except ImportError as e:  # a source checkout that was never built
+except ImportError as e:  # never built, or built against another torch (undefined symbols)
     _C = None
-    _LOAD_ERROR = str(e)
+    _LOAD_ERROR = f"{type(e).__name__}: {e}"
+
+
+def loaded() -> bool:
+    return _C is not None
 
 
 def load_error() -> str:
-    return _LOAD_ERROR or "unknown"
+    """Why importing lgf_ops._C failed ("" when it loaded)."""
+    return _LOAD_ERROR or ""
+
+
+def extension_path() -> str | None:
+    return getattr(_C, "__file__", None)
 
 
 def _has_kernel(key: str) -> bool:
@@ -54,3 +70,6 @@ if _C is not None:
     torch.library.register_autograd(
         "lgf::fused_backward", no_double_backward, setup_context=no_setup
     )
+    from .export import register_reference_decomposition
+
+    register_reference_decomposition(torch.ops.lgf.fused_forward.default)

@@ -18,24 +18,25 @@ def lgf_fused_reference(
     a_l, b_l, c_l, a_g, b_g, c_g, gamma (C,). Computes in fp32 for fp16/bf16 inputs and
     returns x's dtype.
     """
-    out_dtype = x.dtype
-    acc = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-    x_, weight_, bias_, g_, gate_, gamma_ = (t.to(acc) for t in (x, weight, bias, g, gate, gamma))
+    # Written for TorchScript too: torch.jit.script compiles it for scripted LGF blocks.
+    acc = x.dtype
+    if x.dtype == torch.float16 or x.dtype == torch.bfloat16:
+        acc = torch.float32
+    x_ = x.to(acc)
     if x_.numel() == 0:
         # conv2d refuses an empty plane (H or W = 0) and C = 0; the C++ kernels return an empty y
         # and zero gradients for every zero-size shape, and so does this: y depends on each
         # input through a zero factor.
-        anchor = sum(t.sum() for t in (weight_, bias_, g_, gate_, gamma_)) * 0
-        return (x_ + anchor).to(out_dtype)
+        params = [weight, bias, g, gate, gamma]
+        anchor = torch.zeros((), dtype=acc, device=x.device)
+        for t in params:
+            anchor = anchor + t.to(acc).sum() * 0
+        return (x_ + anchor).to(x.dtype)
     C = x_.shape[1]
-    l = F.conv2d(x_, weight_, bias_, stride=1, padding=1, groups=C)
-    gb = g_[:, :, None, None]
-
-    def ch(v):
-        return v.view(1, C, 1, 1)
-
-    a_l, b_l, c_l, a_g, b_g, c_g = (ch(gate_[i]) for i in range(6))
-    s_l = torch.sigmoid(a_l * l + b_l * gb + c_l)
-    s_g = torch.sigmoid(a_g * l + b_g * gb + c_g)
-    y = x_ + ch(gamma_) * (s_l * l + s_g * gb)
-    return y.to(out_dtype)
+    l = F.conv2d(x_, weight.to(acc), bias.to(acc), stride=1, padding=1, groups=C)
+    gb = g.to(acc)[:, :, None, None]
+    k = gate.to(acc).reshape(6, 1, C, 1, 1)  # k[0..5] = a_l, b_l, c_l, a_g, b_g, c_g per channel
+    s_l = torch.sigmoid(k[0] * l + k[1] * gb + k[2])
+    s_g = torch.sigmoid(k[3] * l + k[4] * gb + k[5])
+    y = x_ + gamma.to(acc).reshape(1, C, 1, 1) * (s_l * l + s_g * gb)
+    return y.to(x.dtype)

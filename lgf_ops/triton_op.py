@@ -19,6 +19,7 @@ from torch._subclasses.functional_tensor import FunctionalTensorMode
 
 from ._autograd import no_double_backward, no_setup, save_inputs
 from ._validate import check_inputs
+from .export import register_reference_decomposition
 from .flops import register_flop_formulas
 from .triton_launch import interpreting, lgf_backward, lgf_forward
 
@@ -56,6 +57,7 @@ if interpreting():
         _op.register_torch_dispatch(FunctionalTensorMode, _opaque)
 
 register_flop_formulas()  # FlopCounterMode sees the lgf_triton ops from now on
+register_reference_decomposition(fused_forward._opoverload)
 
 
 def lgf_fused_triton(

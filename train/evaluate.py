@@ -25,6 +25,7 @@ from lgf.training.checkpoint import CheckpointError
 from .flags import (
     HelpFormatter,
     add_progress_flag,
+    command_name,
     deprecated_alias,
     non_negative_int,
     positive_int,
@@ -36,7 +37,7 @@ METRICS_FILE = "metrics.json"  # what --output-dir receives
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m train.evaluate",
+        prog=command_name("evaluate"),
         description="Evaluate a training checkpoint (last.pt / best.pt) on a COCO-style set "
         "with pycocotools.",
         formatter_class=HelpFormatter,

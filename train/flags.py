@@ -5,11 +5,19 @@ flags (library errors name settings, see lgf.utils.setting_errors)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Mapping
 
 from lgf.utils.setting_errors import Namer, worded
+
+
+def command_name(module: str) -> str:
+    """How the user ran the command: the console script's name (`lgf-train`) when run through
+    one, else `python -m train.<module>`."""
+    script = os.path.basename(sys.argv[0])
+    return script if script.startswith("lgf-") else f"python -m train.{module}"
 
 
 def flag(setting: str) -> str:

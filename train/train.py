@@ -37,6 +37,7 @@ from lgf.utils.setting_errors import NamesSettings
 
 from .flags import (
     HelpFormatter,
+    command_name,
     flag,
     non_negative_float,
     non_negative_int,
@@ -358,7 +359,7 @@ def _system_flags(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The trainer's parser: one flag per TrainConfig field, defaults from TrainConfig."""
     p = argparse.ArgumentParser(
-        prog="python -m train.train",
+        prog=command_name("train"),
         description="Train a detector (RetinaNet, FCOS, Faster/Mask R-CNN; optionally with an "
         "LGF / SE / CBAM block) on COCO-style data. With no data flags it generates a synthetic "
         "small-object set and trains on it.",

@@ -1,4 +1,4 @@
-"""Kernel benchmark of the fused LGF op (DESIGN.md section 5).
+"""Kernel benchmark of the fused LGF op (docs/design.md §6).
 
 Times forward, backward and forward+backward of each available fused backend against plain
 PyTorch (the reference, eager and torch.compile, NCHW and channels_last), same process, same

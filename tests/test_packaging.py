@@ -109,9 +109,9 @@ def test_one_version_everywhere():
 
 
 def test_docs_point_at_nothing_outside_the_repository():
-    """A clone has no ../shared: docs/ names no path outside the repository, and every relative
-    link in it leads to a file of the repository."""
-    for name in git_files("docs"):
+    """A clone has no ../shared: README.md and docs/ name no path outside the repository, and
+    every relative link in them leads to a file of the repository."""
+    for name in [*git_files("docs"), "README.md"]:
         if not name.endswith(".md"):
             continue
         path = os.path.join(ROOT, name)

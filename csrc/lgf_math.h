@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cmath>
+#include <limits>
 
 #if defined(__CUDACC__) || defined(__HIPCC__)
 #define LGF_HD __host__ __device__ __forceinline__
@@ -32,6 +33,41 @@ LGF_HD double lgf_exp(double v) {
 #endif
 }
 
+// exp(-z) = 2^(z * kNegLog2e)
+constexpr double kNegLog2e = -1.4426950408889634;
+
+LGF_HD float lgf_exp2(float v) {
+#if defined(__CUDA_ARCH__)
+  return exp2f(v);  // one ex2.approx (2 ulp) with -ftz=true
+#else
+  return std::exp2(v);
+#endif
+}
+
+LGF_HD double lgf_exp2(double v) {
+#if defined(__CUDA_ARCH__)
+  return ::exp2(v);
+#else
+  return std::exp2(v);
+#endif
+}
+
+LGF_HD float lgf_fmin(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return fminf(a, b);
+#else
+  return std::fmin(a, b);
+#endif
+}
+
+LGF_HD double lgf_fmin(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return ::fmin(a, b);
+#else
+  return std::fmin(a, b);
+#endif
+}
+
 template <typename T>
 LGF_HD T lgf_sigmoid(T z) {
   return T(1) / (T(1) + lgf_exp(-z));
@@ -51,18 +87,22 @@ LGF_HD void sigmoid_slope(T z, T& s, T& ds) {
   ds = eq * q;
 }
 
-#if defined(__CUDA_ARCH__)
-// The same on the GPU, in fewer instructions: s = 1 / (1 + e) with e = exp(-z) and s' = (e s) s,
-// in that order. e s = e / (1 + e) <= 1, so nothing overflows or cancels: for z >> 0, e is tiny
-// and s' = e; for z << 0, s is tiny and e s is about 1. Where e overflows (z < -88), s = 0 and e
-// is capped at FLT_MAX so that s' = 0, not inf * 0 (fminf keeps the cap for a NaN e, but s is NaN
-// then, so s' is NaN too).
-__device__ __forceinline__ void sigmoid_slope(float z, float& s, float& ds) {
-  const float e = __expf(-z);
-  s = 1.0f / (1.0f + e);
-  ds = (fminf(e, 3.40282347e38f) * s) * s;
+// The same from u = -z log2(e), in fewer instructions: e = 2^u = exp(-z), s = 1 / (1 + e) and
+// s' = (e s) s, in that order. e s = e / (1 + e) <= 1, so nothing overflows or cancels: for z >> 0,
+// e is tiny and s' = e; for z << 0, s is tiny and e s is about 1. Where e overflows (z < -88 in
+// float), s = 0 and e is capped at the largest finite value so that s' = 0, not inf * 0 (fmin
+// keeps the cap for a NaN e, but s is NaN then, so s' is NaN too).
+template <typename T>
+LGF_HD void sigmoid_slope_exp2(T u, T& s, T& ds) {
+  const T e = lgf_exp2(u);
+  s = T(1) / (T(1) + e);
+  ds = (lgf_fmin(e, std::numeric_limits<T>::max()) * s) * s;
 }
-#endif
+
+template <typename T>
+LGF_HD T sigmoid_exp2(T u) {
+  return T(1) / (T(1) + lgf_exp2(u));
+}
 
 // Both gates at once: the sigmoids (forward) and the sigmoids with their slopes (backward).
 // Backends may overload these for their vector types (found by argument-dependent lookup).
@@ -97,13 +137,54 @@ LGF_HD GateCoef<T> make_gate_coef(T a_l, T b_l, T c_l, T a_g, T b_g, T c_g, T ga
   return k;
 }
 
+// The gate coefficients with the exponents' parts scaled by kNegLog2e, for backends with a fast
+// exp2 (the GPU's ex2, the CPU's SIMD polynomial): u_l = -z_l log2(e) = ua_l * l + uk_l (likewise
+// u_g) is one FMA, where exp(-z) costs one multiply more per gate. a_l and a_g stay as they are
+// for dl. The scaled coefficients are rounded once more, so u is off by a few ulps of |a l| + |k|
+// rather than of |z|, and e, s and s' by as much relative to themselves: it shows only where a l
+// and k nearly cancel, and stays near 5e-6 for |a l| + |k| = 100 in float (2e-6 unscaled).
+template <typename T>
+struct Exp2GateCoef {
+  T a_l, a_g, gamma, g;
+  T ua_l, uk_l, ua_g, uk_g;
+};
+
+template <typename T>
+LGF_HD Exp2GateCoef<T> exp2_gate_coef(const GateCoef<T>& k) {
+  const T s(kNegLog2e);
+  return {k.a_l, k.a_g, k.gamma, k.g, k.a_l * s, k.kl * s, k.a_g * s, k.kg * s};
+}
+
+// The sigmoids of both gates at l (forward), and with their slopes (backward), from either form.
+template <typename T>
+LGF_HD void gate_sigmoids(T l, const GateCoef<T>& k, T& s_l, T& s_g) {
+  sigmoid_pair(k.a_l * l + k.kl, k.a_g * l + k.kg, s_l, s_g);
+}
+
+template <typename T>
+LGF_HD void gate_slopes(T l, const GateCoef<T>& k, T& s_l, T& ds_l, T& s_g, T& ds_g) {
+  sigmoid_slope_pair(k.a_l * l + k.kl, k.a_g * l + k.kg, s_l, ds_l, s_g, ds_g);
+}
+
+template <typename T>
+LGF_HD void gate_sigmoids(T l, const Exp2GateCoef<T>& k, T& s_l, T& s_g) {
+  s_l = sigmoid_exp2(k.ua_l * l + k.uk_l);
+  s_g = sigmoid_exp2(k.ua_g * l + k.uk_g);
+}
+
+template <typename T>
+LGF_HD void gate_slopes(T l, const Exp2GateCoef<T>& k, T& s_l, T& ds_l, T& s_g, T& ds_g) {
+  sigmoid_slope_exp2(k.ua_l * l + k.uk_l, s_l, ds_l);
+  sigmoid_slope_exp2(k.ua_g * l + k.uk_g, s_g, ds_g);
+}
+
 // y = x + gamma * (s_l * l + s_g * g). Each product is bounded by |l| or |g| (s in [0, 1]), so a
 // finite y stays finite; a sigmoid that underflows to 0 gives 0 * l = 0 (NaN for an infinite l,
-// as in the reference).
-template <typename T>
-LGF_HD T forward_point(T x, T l, const GateCoef<T>& k) {
+// as in the reference). Coef is GateCoef<T> or Exp2GateCoef<T>.
+template <typename T, typename Coef>
+LGF_HD T forward_point(T x, T l, const Coef& k) {
   T s_l, s_g;
-  sigmoid_pair(k.a_l * l + k.kl, k.a_g * l + k.kg, s_l, s_g);
+  gate_sigmoids(l, k, s_l, s_g);
   return x + k.gamma * (s_l * l + s_g * k.g);
 }
 
@@ -119,10 +200,10 @@ struct PointGrad {
   T dl, mix, tsg, dzl, dzg;
 };
 
-template <typename T>
-LGF_HD PointGrad<T> backward_point(T l, T dy, const GateCoef<T>& k) {
+template <typename T, typename Coef>
+LGF_HD PointGrad<T> backward_point(T l, T dy, const Coef& k) {
   T s_l, ds_l, s_g, ds_g;
-  sigmoid_slope_pair(k.a_l * l + k.kl, k.a_g * l + k.kg, s_l, ds_l, s_g, ds_g);
+  gate_slopes(l, k, s_l, ds_l, s_g, ds_g);
   T t = dy * k.gamma;
   PointGrad<T> r;
   r.mix = s_l * l + s_g * k.g;

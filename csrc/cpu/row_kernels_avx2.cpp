@@ -59,8 +59,8 @@ inline Vec8f select_if_negative(Vec8f m, Vec8f a, Vec8f b) { return _mm256_blend
 inline void sigmoid_slope_pair(Vec8f z1, Vec8f z2, Vec8f& s1, Vec8f& ds1, Vec8f& s2, Vec8f& ds2) {
   sigmoid_slope_pair_fast(z1, z2, s1, ds1, s2, ds2);
 }
-inline Exp2GateCoef<Vec8f> prepare_forward(const lgf::GateCoef<Vec8f>& k) { return exp2_gate_coef(k); }
-inline Vec8f forward_point(Vec8f x, Vec8f l, const Exp2GateCoef<Vec8f>& k) { return forward_point_fast(x, l, k); }
+inline lgf::Exp2GateCoef<Vec8f> prepare_forward(const lgf::GateCoef<Vec8f>& k) { return lgf::exp2_gate_coef(k); }
+inline Vec8f forward_point(Vec8f x, Vec8f l, const lgf::Exp2GateCoef<Vec8f>& k) { return forward_point_fast(x, l, k); }
 
 // Lane k of the result is element k - 1 (k + 1) of the concatenation prev|cur (cur|next).
 inline Vec8f left_neighbors(Vec8f cur, Vec8f prev) {

@@ -55,8 +55,8 @@ inline Vec16f select_if_negative(Vec16f m, Vec16f a, Vec16f b) {
 inline void sigmoid_slope_pair(Vec16f z1, Vec16f z2, Vec16f& s1, Vec16f& ds1, Vec16f& s2, Vec16f& ds2) {
   sigmoid_slope_pair_fast(z1, z2, s1, ds1, s2, ds2);
 }
-inline Exp2GateCoef<Vec16f> prepare_forward(const lgf::GateCoef<Vec16f>& k) { return exp2_gate_coef(k); }
-inline Vec16f forward_point(Vec16f x, Vec16f l, const Exp2GateCoef<Vec16f>& k) { return forward_point_fast(x, l, k); }
+inline lgf::Exp2GateCoef<Vec16f> prepare_forward(const lgf::GateCoef<Vec16f>& k) { return lgf::exp2_gate_coef(k); }
+inline Vec16f forward_point(Vec16f x, Vec16f l, const lgf::Exp2GateCoef<Vec16f>& k) { return forward_point_fast(x, l, k); }
 
 // Lane k of the result is element k - 1 (k + 1) of the concatenation prev|cur (cur|next).
 inline Vec16f left_neighbors(Vec16f cur, Vec16f prev) {

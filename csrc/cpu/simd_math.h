@@ -14,8 +14,6 @@
 //                                   a where m's sign bit is set, else b
 //   V rcp_estimate(V)               a reciprocal estimate with at least 11 good bits
 
-constexpr float kNegLog2e = -1.4426950408889634f;
-
 // 2^u for every u: 0 far below (or a subnormal), +inf from 128 on, NaN for NaN. u = floor(u) + f,
 // f in [0, 1), 2^f by a degree-5 polynomial fitted for relative error (1.7e-7 on [0, 1) in float;
 // weighted least squares on Chebyshev nodes), evaluated in Estrin form (three FMAs deep, not five).
@@ -51,21 +49,8 @@ inline void sigmoid_slope_from_exp2_arg(V w, V& s, V& ds) {
 
 template <typename V>
 inline void sigmoid_slope_pair_fast(V z1, V z2, V& s1, V& ds1, V& s2, V& ds2) {
-  sigmoid_slope_from_exp2_arg(z1 * V(kNegLog2e), s1, ds1);
-  sigmoid_slope_from_exp2_arg(z2 * V(kNegLog2e), s2, ds2);
-}
-
-// The forward's gate coefficients with a_l, kl, a_g, kg multiplied by -log2(e), so that one FMA
-// gives the exp2 argument u = -z log2(e) (see prepare_forward).
-template <typename V>
-struct Exp2GateCoef {
-  V a_l, kl, a_g, kg, gamma, g;
-};
-
-template <typename V>
-inline Exp2GateCoef<V> exp2_gate_coef(const lgf::GateCoef<V>& k) {
-  const V s(kNegLog2e);
-  return {k.a_l * s, k.kl * s, k.a_g * s, k.kg * s, k.gamma, k.g};
+  sigmoid_slope_from_exp2_arg(z1 * V(float(lgf::kNegLog2e)), s1, ds1);
+  sigmoid_slope_from_exp2_arg(z2 * V(float(lgf::kNegLog2e)), s2, ds2);
 }
 
 // lgf::forward_point as s_l l + s_g g = l / d1 + g / d2 with d = 1 + 2^u in [1, +inf]: two true
@@ -75,9 +60,9 @@ inline Exp2GateCoef<V> exp2_gate_coef(const lgf::GateCoef<V>& k) {
 // instead of 0. The divider runs beside the FMA pipes: the second division measured no slower
 // than rcp14 with a Newton step (and a fix-up for d = inf) in its place.
 template <typename V>
-inline V forward_point_fast(V x, V l, const Exp2GateCoef<V>& k) {
+inline V forward_point_fast(V x, V l, const lgf::Exp2GateCoef<V>& k) {
   const V one(1.0f);
-  const V d1 = one + exp2_full(fmadd(k.a_l, l, k.kl));
-  const V d2 = one + exp2_full(fmadd(k.a_g, l, k.kg));
+  const V d1 = one + exp2_full(fmadd(k.ua_l, l, k.uk_l));
+  const V d2 = one + exp2_full(fmadd(k.ua_g, l, k.uk_g));
   return fmadd(k.gamma, l / d1 + k.g / d2, x);
 }

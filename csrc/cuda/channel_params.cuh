@@ -44,7 +44,7 @@ template <typename T>
 struct ChannelParams {
   T f[9];  // depthwise taps
   T bias;
-  GateCoef<T> k;
+  Exp2GateCoef<T> k;  // each gate's exp(-z) is one FMA into exp2
 };
 
 template <typename T, typename scalar_t>
@@ -58,7 +58,7 @@ __device__ __forceinline__ ChannelParams<T> channel_params(const ParamView<scala
   for (int i = 0; i < 6; ++i) gc[i] = param_at<T>(p, p.gate, int64_t(i) * p.C + c);
   const T gamma = param_at<T>(p, p.gamma, c);
   const T g = static_cast<T>(p.g[int64_t(n) * p.C + c]);
-  r.k = make_gate_coef(gc[0], gc[1], gc[2], gc[3], gc[4], gc[5], gamma, g);
+  r.k = exp2_gate_coef(make_gate_coef(gc[0], gc[1], gc[2], gc[3], gc[4], gc[5], gamma, g));
   return r;
 }
 

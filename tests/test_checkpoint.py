@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from run_args import synthetic_run
 
 from lgf.data import generate_synthetic_coco, load_coco_annotations
 from lgf.evaluation import METRIC_NAMES, coco_metrics, predictions_to_coco
@@ -237,37 +238,8 @@ def test_sigkill_mid_run_then_resume(tmp_path):
 
     out = tmp_path / "run"
     data = tmp_path / "data"
-    args = [
-        "--output-dir",
-        str(out),
-        "--synthetic-dir",
-        str(data),
-        "--synthetic-train",
-        "6",
-        "--synthetic-val",
-        "2",
-        "--synthetic-size",
-        "64",
-        "--backbone",
-        "resnet18",
-        "--mode",
-        "lgf",
-        "--img-size",
-        "64",
-        "--batch-size",
-        "2",
-        "--workers",
-        "0",
-        "--epochs",
-        "40",
-        "--iters-per-epoch",
-        "1",
-        "--eval-every",
-        "0",
-        "--no-progress",
-        "--threads",
-        "1",
-    ]
+    options = ["--mode", "lgf", "--epochs", 40, "--iters-per-epoch", 1, "--eval-every", 0]
+    args = synthetic_run(data, out, *options, "--threads", 1, train=6)
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen(
         [sys.executable, "-m", "train.train"] + args,

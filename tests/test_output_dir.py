@@ -11,6 +11,7 @@ import textwrap
 import time
 
 import pytest
+from run_args import synthetic_run
 
 from lgf.training.checkpoint import load_checkpoint
 from lgf.training.output_dir import LOCK_FILE, claim_output_dir
@@ -23,34 +24,8 @@ ENV = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH
 
 
 def _tiny(tmp_path, out, *extra):
-    return [
-        "--output-dir",
-        str(out),
-        "--synthetic-dir",
-        str(tmp_path / "syn"),
-        "--synthetic-train",
-        "4",
-        "--synthetic-val",
-        "2",
-        "--synthetic-size",
-        "64",
-        "--img-size",
-        "64",
-        "--backbone",
-        "resnet18",
-        "--batch-size",
-        "2",
-        "--workers",
-        "0",
-        "--no-progress",
-        "--threads",
-        "2",
-        "--epochs",
-        "1",
-        "--eval-every",
-        "0",
-        *extra,
-    ]
+    common = ["--threads", 2, "--epochs", 1, "--eval-every", 0]
+    return synthetic_run(tmp_path / "syn", out, *common, *extra)
 
 
 def _old_run(out):

@@ -7,6 +7,7 @@ import dataclasses
 import json
 
 import pytest
+from run_args import synthetic_run
 
 from lgf.training.checkpoint import primitive_args
 from lgf.training.config import TrainConfig
@@ -88,34 +89,8 @@ def test_the_lists_name_real_settings():
 
 
 def _tiny(tmp_path, *extra):
-    return [
-        "--output-dir",
-        str(tmp_path / "run"),
-        "--synthetic-dir",
-        str(tmp_path / "syn"),
-        "--synthetic-train",
-        "4",
-        "--synthetic-val",
-        "2",
-        "--synthetic-size",
-        "64",
-        "--img-size",
-        "64",
-        "--backbone",
-        "resnet18",
-        "--batch-size",
-        "2",
-        "--workers",
-        "0",
-        "--no-progress",
-        "--threads",
-        "2",
-        "--epochs",
-        "2",
-        "--eval-every",
-        "0",
-        *extra,
-    ]
+    common = ["--threads", 2, "--epochs", 2, "--eval-every", 0]
+    return synthetic_run(tmp_path / "syn", tmp_path / "run", *common, *extra)
 
 
 def test_a_changed_opt_or_lr_is_refused_on_a_real_resume(tmp_path):

@@ -6,6 +6,7 @@ import os
 
 import pytest
 import torch
+from run_args import QUICK, synthetic_run
 
 from lgf.evaluation import METRIC_NAMES, evaluate_checkpoint
 from lgf.modes import MODES, build_model, model_kwargs
@@ -13,38 +14,11 @@ from lgf.training.checkpoint import load_checkpoint
 from lgf.training.loop import NonFiniteLossError
 from train.train import main, parse_args, run
 
-TINY = [
-    "--backbone",
-    "resnet18",
-    "--batch-size",
-    "2",
-    "--workers",
-    "0",
-    "--no-progress",
-    "--threads",
-    "2",
-]
+TINY = QUICK + ["--threads", "2"]
 
 
 def _synthetic(tmp, out, *extra):
-    return (
-        [
-            "--output-dir",
-            str(out),
-            "--synthetic-dir",
-            str(tmp / "syn"),
-            "--synthetic-train",
-            "8",
-            "--synthetic-val",
-            "4",
-            "--synthetic-size",
-            "64",
-            "--img-size",
-            "64",
-        ]
-        + TINY
-        + list(extra)
-    )
+    return synthetic_run(tmp / "syn", out, "--threads", 2, *extra, train=8, val=4)
 
 
 def _params(ckpt, key="model"):
@@ -222,54 +196,11 @@ def test_non_finite_loss_stops_and_keeps_checkpoint(tmp_path, monkeypatch, capsy
 
 def test_options_smoke_accum_clip_step_schedule_bf16(tmp_path):
     out = tmp_path / "run"
-    summary = run(
-        parse_args(
-            [
-                "--output-dir",
-                str(out),
-                "--synthetic-dir",
-                str(tmp_path / "syn"),
-                "--synthetic-train",
-                "4",
-                "--synthetic-val",
-                "2",
-                "--synthetic-size",
-                "96",
-                "--img-size",
-                "96",
-                "--mode",
-                "baseline",
-                "--epochs",
-                "1",
-                "--accum-steps",
-                "2",
-                "--batch-size",
-                "1",
-                "--clip-grad",
-                "5",
-                "--lr-schedule",
-                "step",
-                "--lr-steps",
-                "1",
-                "--amp",
-                "bf16",
-                "--ema",
-                "--opt",
-                "adamw",
-                "--lr",
-                "1e-4",
-                "--iters-per-epoch",
-                "1",
-                "--save-every-iters",
-                "1",
-                "--backbone",
-                "resnet18",
-                "--workers",
-                "1",
-                "--no-progress",
-            ]
-        )
-    )
+    options = ["--mode", "baseline", "--epochs", "1", "--accum-steps", "2", "--batch-size", "1"]
+    options += ["--clip-grad", "5", "--lr-schedule", "step", "--lr-steps", "1", "--amp", "bf16"]
+    options += ["--ema", "--opt", "adamw", "--lr", "1e-4", "--iters-per-epoch", "1"]
+    options += ["--save-every-iters", "1", "--workers", "1"]
+    summary = run(parse_args(synthetic_run(tmp_path / "syn", out, *options, size=96)))
     assert summary["step"] == 1 and summary["metrics"] is not None
     ckpt = load_checkpoint(str(out / "last.pt"))
     assert ckpt["args"]["amp"] == "bf16" and ckpt["ema"]["updates"] == 1

@@ -9,6 +9,7 @@ import os
 
 import pytest
 import torch
+from run_args import synthetic_data
 from torchvision.models._api import WeightsEnum
 
 from lgf.data import DatasetError
@@ -23,9 +24,7 @@ SMALL = ["-b", "2", "-j", "0", "--no-progress", "--threads", "1", "--epochs", "1
 
 
 def _synthetic(tmp, out, *extra, size=64):
-    syn = ["--synthetic-dir", str(tmp / "syn"), "--synthetic-train", "6", "--synthetic-val", "3"]
-    syn += ["--synthetic-size", str(size), "--img-size", str(size), "--output-dir", str(out)]
-    return syn + SMALL + list(extra)
+    return synthetic_data(tmp / "syn", out, train=6, val=3, size=size) + SMALL + list(extra)
 
 
 def _coco_layout(kit, root, ann_filter=None):

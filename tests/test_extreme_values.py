@@ -15,6 +15,7 @@ import dataclasses
 import os
 from collections.abc import Callable
 
+import emulation
 import pytest
 import torch
 import torch.nn.functional as F
@@ -71,19 +72,15 @@ def backend_unavailable(backend: str, needs_gpu: bool) -> Callable[[], str | Non
 
 
 def emulation_unavailable() -> str | None:
-    import test_cuda
-
-    return None if test_cuda._host_cxx() else "no host C++ compiler to build the CUDA emulation"
+    return None if emulation.host_cxx() else "no host C++ compiler to build the CUDA emulation"
 
 
 def run_cuda_emulation(inputs: list[torch.Tensor], dy: torch.Tensor):
     """The device code of csrc/cuda compiled for the CPU (tests/cuda_emulation), launched with
     the real wrappers' plans: y, dx and the parameter gradients."""
-    import test_cuda
-
-    lib = test_cuda.shared_emulation()
-    y = test_cuda.emu_forward(lib, *inputs)
-    dx, grads, _ = test_cuda.emu_backward(lib, dy, *inputs)
+    lib = emulation.shared_emulation()
+    y = emulation.emu_forward(lib, *inputs)
+    dx, grads, _ = emulation.emu_backward(lib, dy, *inputs)
     return (y, dx) + grads
 
 

@@ -162,17 +162,18 @@ def summarize(times: dict[str, list[list[list]]]) -> dict:
 
 def main(argv=None) -> dict:
     a = parse_args(argv)
-    work = tempfile.mkdtemp(prefix="bench_trainer_")
-    data = a.data_path or coco_layout_from_kit(KIT, os.path.join(work, "coco"))
-    classes = class_count(data)
     times = {"ours": [], "reference": []}
     t0 = time.time()
-    for r in range(a.rounds):
-        order = ("reference", "ours") if r % 2 == 0 else ("ours", "reference")
-        for trainer in order:
-            times[trainer].append(timed_run(a, trainer, data, classes, work))
-            last = statistics.median(t for t, _ in times[trainer][-1])
-            print(f"round {r + 1} {trainer:9s} median {last:.3f} s/iter", flush=True)
+    # Each run writes a checkpoint of a few hundred MB: the folder goes when the benchmark ends.
+    with tempfile.TemporaryDirectory(prefix="bench_trainer_") as work:
+        data = a.data_path or coco_layout_from_kit(KIT, os.path.join(work, "coco"))
+        classes = class_count(data)
+        for r in range(a.rounds):
+            order = ("reference", "ours") if r % 2 == 0 else ("ours", "reference")
+            for trainer in order:
+                times[trainer].append(timed_run(a, trainer, data, classes, work))
+                last = statistics.median(t for t, _ in times[trainer][-1])
+                print(f"round {r + 1} {trainer:9s} median {last:.3f} s/iter", flush=True)
     result = summarize(times)
     result.update(
         settings={k: v for k, v in vars(a).items() if k != "json"},

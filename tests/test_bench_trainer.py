@@ -4,6 +4,7 @@
 import json
 import os
 import sys
+import tempfile
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
@@ -49,8 +50,12 @@ def main(args):
 """
 
 
-def test_bench_trainer_with_a_stand_in_reference(tmp_path):
+def test_bench_trainer_with_a_stand_in_reference(tmp_path, monkeypatch):
     import bench_trainer
+
+    scratch = tmp_path / "scratch"  # where the benchmark's temp folder goes
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
 
     from lgf.data import generate_synthetic_coco
 
@@ -78,3 +83,4 @@ def test_bench_trainer_with_a_stand_in_reference(tmp_path):
         assert len(run) == 3 and all(t > 0 for t, _ in run)  # steps 2..4 after one warm-up
         assert all(shape.startswith("2x3x") for _, shape in run)
     assert saved["per_shape"] and set(saved["weighted_median_s"]) == {"ours", "reference"}
+    assert not any(scratch.iterdir()), "the runs' checkpoints were left behind"
